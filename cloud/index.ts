@@ -1,0 +1,5 @@
+export { ImdsEmulator, type InterruptionAction, type ScheduleOptions } from "./imds/emulator.js";
+export { LocalCloud, type LocalCloudEndpoints, type LocalCloudOptions, localCloudEnv } from "./local-cloud.js";
+export { RedisServer } from "./redis/server.js";
+export { S3Server } from "./s3/server.js";
+export { CloudError } from "./errors.js";
