@@ -1,0 +1,48 @@
+// The contract between the chunk store (store/), the filesystem (driver/, which writes
+// files under a snapshot area through it) and the snapshot engine (criu/, which records
+// the results in a manifest). Implementations live in store/; this file only declares.
+
+// One content-addressed chunk: `hash` is the hex SHA-256 of the uncompressed bytes.
+export interface ChunkRef {
+  hash: string;
+  // Uncompressed size in bytes.
+  size: number;
+  // Bytes stored in S3 (after compression).
+  stored: number;
+}
+
+// A file stored as chunks: its bytes are the concatenation of its chunks, in order.
+export interface ChunkedFile {
+  size: number;
+  chunks: ChunkRef[];
+}
+
+export interface ChunkOpOptions {
+  signal?: AbortSignal;
+}
+
+// Writes one file sequentially as chunks. Memory is bounded: write() resolves once the
+// data is accepted, which waits while too many chunks are being compressed or uploaded.
+export interface ChunkWriter {
+  readonly size: number;
+  // Appends `data` at the end of the file. The caller may reuse `data` once this resolves.
+  write(data: Uint8Array, options?: ChunkOpOptions): Promise<void>;
+  // Cuts the last chunk, waits for every upload, and returns the file's chunk list.
+  finish(options?: ChunkOpOptions): Promise<ChunkedFile>;
+  // Stops all work for this file; chunks already uploaded stay (GC removes unreferenced ones).
+  abort(reason?: unknown): Promise<void>;
+}
+
+// Reads a chunked file at any offset, verifying each chunk's hash before serving it.
+export interface ChunkReader {
+  readonly size: number;
+  // Reads up to `length` bytes at `offset` (fewer only at the end of the file).
+  read(offset: number, length: number, options?: ChunkOpOptions): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+// What driver/ needs from a chunk store.
+export interface ChunkStoreLike {
+  createWriter(): ChunkWriter;
+  openReader(file: ChunkedFile): ChunkReader;
+}
