@@ -1,0 +1,12 @@
+// The controller's public API: compute environment configuration, the task registry
+// (state machine, events, restore leases) and the instance providers.
+export * from "./config/index.js";
+export {
+  CONFIG_ERROR_CODES,
+  ConfigError,
+  ControllerError,
+  PROVIDER_ERROR_CODES,
+  ProviderError,
+  REGISTRY_ERROR_CODES,
+  RegistryError,
+} from "./errors.js";
