@@ -1,0 +1,96 @@
+import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import type { ChunkedFile, ChunkOpOptions, ChunkReader } from "../types.js";
+import type { ChunkStore } from "./chunk-store.js";
+
+export interface ChunkReaderOptions {
+  // Chunks fetched ahead when reads are sequential. Default: the store's readAheadChunks.
+  readAheadChunks?: number;
+}
+
+// Serves reads at any offset of a chunked file: the chunks a read spans are fetched in
+// parallel (bounded by the store's download limit), verified and cached by the store.
+export class ChunkReaderImpl implements ChunkReader {
+  readonly size: number;
+  // starts[i] is the file offset of chunk i.
+  private readonly starts: number[];
+  private readonly readAhead: number;
+  private nextSequential = -1;
+  private closed = false;
+
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly file: ChunkedFile,
+    options: ChunkReaderOptions,
+  ) {
+    this.readAhead = options.readAheadChunks ?? store.readAheadChunks;
+    this.starts = new Array(file.chunks.length);
+    let offset = 0;
+    for (let i = 0; i < file.chunks.length; i++) {
+      this.starts[i] = offset;
+      offset += (file.chunks[i] as { size: number }).size;
+    }
+    if (offset !== file.size) {
+      throw new SnapshotError(
+        SnapshotErrorCode.ManifestCorrupt,
+        `Chunked file lists ${offset} bytes of chunks but a size of ${file.size}`,
+      );
+    }
+    this.size = file.size;
+  }
+
+  // Reads up to `length` bytes at `offset` (fewer only at the end of the file).
+  async read(offset: number, length: number, options: ChunkOpOptions = {}): Promise<Buffer> {
+    if (this.closed) throw new SnapshotError(SnapshotErrorCode.Closed, "The chunk reader is closed");
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new SnapshotError(
+        SnapshotErrorCode.InvalidArgument,
+        `read(offset ${offset}, length ${length}) needs non-negative integers`,
+      );
+    }
+    const end = Math.min(this.size, offset + length);
+    if (offset >= end) return Buffer.alloc(0);
+    const first = this.chunkAt(offset);
+    const last = this.chunkAt(end - 1);
+    const sequential = offset === this.nextSequential;
+    this.nextSequential = end;
+    const loads: Promise<Buffer>[] = [];
+    for (let i = first; i <= last; i++) {
+      loads.push(
+        this.store.loadChunk(this.file.chunks[i] as (typeof this.file.chunks)[number], options.signal),
+      );
+    }
+    if (sequential || offset === 0) {
+      for (let i = last + 1; i <= last + this.readAhead && i < this.file.chunks.length; i++) {
+        this.store.prefetch(this.file.chunks[i] as (typeof this.file.chunks)[number]);
+      }
+    }
+    // At most last-first+1 promises, and the store's download limit bounds the GETs.
+    const chunks = await Promise.all(loads);
+    const out = Buffer.allocUnsafe(end - offset);
+    let written = 0;
+    for (let i = first; i <= last; i++) {
+      const data = chunks[i - first] as Buffer;
+      const start = this.starts[i] as number;
+      const from = Math.max(offset, start) - start;
+      const to = Math.min(end, start + data.length) - start;
+      written += data.copy(out, written, from, to);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  // The index of the chunk holding byte `offset` (binary search over chunk starts).
+  private chunkAt(offset: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if ((this.starts[mid] as number) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}

@@ -1,0 +1,171 @@
+import { setMaxListeners } from "node:events";
+import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
+import type { ChunkedFile, ChunkOpOptions, ChunkRef, ChunkWriter } from "../types.js";
+import type { ChunkStats } from "./chunk-stats.js";
+import { emptyStats } from "./chunk-stats.js";
+import type { ChunkStore } from "./chunk-store.js";
+
+export interface ChunkWriterOptions {
+  // Cancels this writer's work (as abort()).
+  signal?: AbortSignal;
+}
+
+// Cuts one file into fixed-size chunks and hands each to the store's pool and uploader.
+// Memory: the chunk being filled plus at most store.maxBufferedBytes of chunks in flight.
+export class ChunkWriterImpl implements ChunkWriter {
+  readonly stats: ChunkStats = emptyStats();
+  private current: Buffer;
+  private filled = 0;
+  private total = 0;
+  private readonly refs: ChunkRef[] = [];
+  private readonly jobs = new Set<Promise<void>>();
+  private inFlightBytes = 0;
+  private waiters: (() => void)[] = [];
+  private failure?: unknown;
+  private state: "open" | "finishing" | "finished" | "aborted" = "open";
+  private readonly controller = new AbortController();
+  private readonly signal: AbortSignal;
+
+  constructor(
+    private readonly store: ChunkStore,
+    options: ChunkWriterOptions,
+  ) {
+    const signals = [this.controller.signal];
+    const outer = store.combine(options.signal);
+    if (outer) signals.push(outer);
+    this.signal = AbortSignal.any(signals);
+    // Every chunk in flight listens on it (pool job, S3 request): bounded by maxBufferedBytes.
+    setMaxListeners(0, this.signal);
+    this.current = Buffer.allocUnsafeSlow(store.chunkSize);
+  }
+
+  get size(): number {
+    return this.total;
+  }
+
+  // Copies `data` into chunks; waits while too many bytes are being compressed or uploaded.
+  async write(data: Uint8Array, options: ChunkOpOptions = {}): Promise<void> {
+    this.assertWritable();
+    let offset = 0;
+    while (offset < data.length) {
+      const n = Math.min(data.length - offset, this.current.length - this.filled);
+      this.current.set(data.subarray(offset, offset + n), this.filled);
+      this.filled += n;
+      offset += n;
+      this.total += n;
+      this.stats.bytesWritten += n;
+      this.store.stats.bytesWritten += n;
+      if (this.filled === this.current.length) {
+        await this.waitForRoom(options.signal);
+        this.dispatch();
+      }
+    }
+  }
+
+  // Cuts the last chunk, waits for all uploads, and returns the chunk list.
+  async finish(options: ChunkOpOptions = {}): Promise<ChunkedFile> {
+    this.assertWritable();
+    this.state = "finishing";
+    if (this.filled > 0) {
+      await this.waitForRoom(options.signal);
+      this.dispatch();
+    }
+    await this.settleAll();
+    if (this.failure !== undefined) {
+      this.state = "aborted";
+      throw this.failure;
+    }
+    this.state = "finished";
+    return { size: this.total, chunks: this.refs.slice() };
+  }
+
+  // Stops all work; uploads already done stay in S3 until GC removes them.
+  async abort(reason?: unknown): Promise<void> {
+    if (this.state === "finished" || this.state === "aborted") return;
+    this.state = "aborted";
+    this.failure ??= abortError(undefined, "Chunk writer");
+    this.controller.abort(reason);
+    this.wake();
+    await this.settleAll();
+  }
+
+  private dispatch(): void {
+    const index = this.refs.length;
+    const length = this.filled;
+    const buffer = this.current.buffer as ArrayBuffer;
+    // A placeholder keeps the list in file order while chunks complete out of order.
+    this.refs.push({ hash: "", size: length, stored: 0 });
+    this.current = Buffer.allocUnsafeSlow(this.store.chunkSize);
+    this.filled = 0;
+    this.inFlightBytes += length;
+    this.stats.chunksTotal++;
+    this.store.stats.chunksTotal++;
+    // The job is owned by `jobs`: it never rejects (its failure is recorded) and removes itself.
+    const job: Promise<void> = this.process(index, buffer, length)
+      .then(
+        () => this.release(length),
+        (err: unknown) => {
+          this.failure ??= err;
+          this.release(length);
+          this.controller.abort(err);
+        },
+      )
+      .finally(() => this.jobs.delete(job));
+    this.jobs.add(job);
+  }
+
+  private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
+    const encoded = await this.store.encode(buffer, length, this.signal);
+    const uploaded = await this.store.putIfAbsent(encoded, length, this.signal);
+    this.refs[index] = { hash: encoded.hash, size: length, stored: encoded.object.length };
+    for (const stats of [this.stats, this.store.stats]) {
+      if (uploaded) {
+        stats.chunksUploaded++;
+        stats.bytesUploaded += encoded.object.length;
+      } else {
+        stats.chunksDeduplicated++;
+        stats.bytesDeduplicated += length;
+      }
+    }
+  }
+
+  private release(length: number): void {
+    this.inFlightBytes -= length;
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  // Resolves once another chunk fits under maxBufferedBytes; throws the first failure.
+  private async waitForRoom(signal?: AbortSignal): Promise<void> {
+    while (true) {
+      if (this.failure !== undefined) throw this.failure;
+      if (signal?.aborted) throw abortError(signal, "Chunk write");
+      if (this.inFlightBytes + this.store.chunkSize <= this.store.maxBufferedBytes) return;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        this.waiters.push(done);
+        signal?.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+
+  private async settleAll(): Promise<void> {
+    // Jobs never reject (dispatch records their failure), so this waits for all of them.
+    while (this.jobs.size > 0) await Promise.all([...this.jobs]);
+  }
+
+  private assertWritable(): void {
+    if (this.state !== "open") {
+      throw new SnapshotError(SnapshotErrorCode.Closed, `Chunk writer is ${this.state}: no more writes`);
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+}

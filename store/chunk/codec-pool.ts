@@ -1,0 +1,217 @@
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-format.js";
+
+// The worker's code, plain CommonJS evaluated from a string: that runs the same under
+// tsx (tests), vitest and compiled dist/ without a loader for a .ts worker file.
+// It hashes and compresses (or decompresses and hashes) one chunk per message, so that
+// neither SHA-256 nor zstd ever runs on the thread that serves FUSE.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { createHash } = require("node:crypto");
+const zstd = require(workerData.zstdPath);
+const compressor = new zstd.Compressor();
+compressor.setParameters({ compressionLevel: workerData.level });
+const decompressor = new zstd.Decompressor();
+const HEADER = workerData.headerBytes;
+parentPort.on("message", (m) => {
+  try {
+    if (m.op === "encode") {
+      const data = Buffer.from(m.buffer, 0, m.length);
+      const hash = createHash("sha256").update(data).digest("hex");
+      const packed = compressor.compress(data);
+      const codec = packed.length < data.length ? 1 : 0;
+      const payload = codec === 1 ? packed : data;
+      const object = Buffer.allocUnsafeSlow(HEADER + payload.length);
+      payload.copy(object, HEADER);
+      parentPort.postMessage({ id: m.id, hash, codec, object: object.buffer }, [object.buffer]);
+    } else {
+      const payload = Buffer.from(m.buffer, 0, m.length);
+      let data;
+      if (m.codec === 1) {
+        data = decompressor.decompress(payload);
+      } else {
+        data = payload;
+      }
+      const hash = createHash("sha256").update(data).digest("hex");
+      const out = data.byteOffset === 0 && data.length === data.buffer.byteLength ? data : Buffer.from(data);
+      parentPort.postMessage({ id: m.id, hash, data: out.buffer, length: out.length }, [out.buffer]);
+    }
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, error: String(err && err.message || err) });
+  }
+});
+`;
+
+export interface CodecPoolOptions {
+  // Worker threads. Default: one less than the cores (at least 1, at most 4), so one
+  // core stays free for the event loop that serves FUSE.
+  threads?: number;
+  // zstd level for encode. Default 3.
+  compressionLevel?: number;
+}
+
+export interface EncodedChunk {
+  hash: string;
+  codec: ChunkCodecValue;
+  // The whole object to store, with CHUNK_HEADER_BYTES left for the header.
+  object: Buffer;
+}
+
+export interface DecodedChunk {
+  hash: string;
+  data: Buffer;
+}
+
+interface Job {
+  id: number;
+  message: Record<string, unknown>;
+  transfer: ArrayBuffer[];
+  resolve(value: Record<string, unknown>): void;
+  reject(err: unknown): void;
+}
+
+interface Slot {
+  worker: Worker;
+  job?: Job;
+}
+
+// A fixed set of worker threads pulling chunk jobs from one queue. The queue itself is
+// bounded by the callers (writers limit their buffered bytes, readers their downloads).
+export class CodecPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly threads: number;
+  private readonly level: number;
+  private readonly zstdPath: string;
+
+  constructor(options: CodecPoolOptions = {}) {
+    this.threads = options.threads ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+    this.level = options.compressionLevel ?? 3;
+    if (!Number.isInteger(this.threads) || this.threads < 1) {
+      throw new SnapshotError(SnapshotErrorCode.InvalidArgument, `threads must be >= 1, got ${this.threads}`);
+    }
+    this.zstdPath = createRequire(import.meta.url).resolve("zstd-napi");
+  }
+
+  // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
+  async encode(buffer: ArrayBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
+    const r = await this.run({ op: "encode", buffer, length }, [buffer], signal);
+    return {
+      hash: r.hash as string,
+      codec: r.codec as ChunkCodecValue,
+      object: Buffer.from(r.object as ArrayBuffer),
+    };
+  }
+
+  // Decompresses a payload (copied first, the caller keeps `payload`) and hashes the result.
+  async decode(payload: Uint8Array, codec: ChunkCodecValue, signal?: AbortSignal): Promise<DecodedChunk> {
+    const copy = new ArrayBuffer(payload.length);
+    new Uint8Array(copy).set(payload);
+    const r = await this.run({ op: "decode", buffer: copy, length: payload.length, codec }, [copy], signal);
+    return { hash: r.hash as string, data: Buffer.from(r.data as ArrayBuffer, 0, r.length as number) };
+  }
+
+  // Terminates the workers; queued jobs fail with SNAPSHOT_CLOSED. Idempotent.
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const closedError = new SnapshotError(SnapshotErrorCode.Closed, "The chunk codec pool was closed");
+    for (const job of this.queue.splice(0)) job.reject(closedError);
+    const slots = this.slots.splice(0);
+    for (const slot of slots) slot.job?.reject(closedError);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+
+  private run(
+    message: Record<string, unknown>,
+    transfer: ArrayBuffer[],
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    if (this.closed) {
+      return Promise.reject(new SnapshotError(SnapshotErrorCode.Closed, "The chunk codec pool was closed"));
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal, "Chunk encoding"));
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const job: Job = { id, message: { ...message, id }, transfer, resolve, reject };
+      // An aborted caller stops waiting; the worker finishes the job and its result is dropped.
+      const onAbort = () => {
+        const i = this.queue.indexOf(job);
+        if (i >= 0) this.queue.splice(i, 1);
+        job.resolve = () => {};
+        job.reject = () => {};
+        reject(abortError(signal, "Chunk encoding"));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const settle =
+        <T>(fn: (v: T) => void) =>
+        (v: T) => {
+          signal?.removeEventListener("abort", onAbort);
+          fn(v);
+        };
+      job.resolve = settle(resolve);
+      job.reject = settle(reject);
+      this.queue.push(job);
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => s.job === undefined);
+      if (!slot && this.slots.length < this.threads) slot = this.spawn();
+      if (!slot) return;
+      const job = this.queue.shift() as Job;
+      slot.job = job;
+      slot.worker.ref();
+      slot.worker.postMessage(job.message, job.transfer);
+    }
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { zstdPath: this.zstdPath, level: this.level, headerBytes: CHUNK_HEADER_BYTES },
+    });
+    const slot: Slot = { worker };
+    worker.on("message", (m: Record<string, unknown>) => {
+      const job = slot.job;
+      slot.job = undefined;
+      worker.unref();
+      if (job && m.id === job.id) {
+        if (typeof m.error === "string") {
+          job.reject(new SnapshotError(SnapshotErrorCode.CorruptChunk, m.error));
+        } else {
+          job.resolve(m);
+        }
+      }
+      this.pump();
+    });
+    // A dead worker fails its job and is replaced on the next pump.
+    const onDeath = (err: unknown) => {
+      const i = this.slots.indexOf(slot);
+      if (i < 0) return;
+      this.slots.splice(i, 1);
+      slot.job?.reject(
+        new SnapshotError(SnapshotErrorCode.WorkerFailed, `A chunk codec worker died: ${String(err)}`, {
+          cause: err,
+          retryable: true,
+        }),
+      );
+      slot.job = undefined;
+      if (!this.closed) this.pump();
+    };
+    worker.on("error", onDeath);
+    worker.on("exit", (code) => onDeath(new Error(`exit code ${code}`)));
+    worker.unref();
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+export { ChunkCodec };

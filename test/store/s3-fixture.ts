@@ -1,0 +1,37 @@
+// A real s3rver in a temporary directory and an S3 client for it, for store tests.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { S3Client } from "@aws-sdk/client-s3";
+import { S3Server } from "../../cloud/index.js";
+
+export interface S3Fixture {
+  server: S3Server;
+  client: S3Client;
+  bucket: string;
+  directory: string;
+  close(): Promise<void>;
+}
+
+export async function startS3(bucket = "snapshots"): Promise<S3Fixture> {
+  const directory = await mkdtemp(join(tmpdir(), "store-test-"));
+  const server = new S3Server({ directory: join(directory, "s3"), buckets: [bucket] });
+  await server.start();
+  const client = new S3Client({
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    region: "us-east-1",
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+  });
+  return {
+    server,
+    client,
+    bucket,
+    directory,
+    async close() {
+      client.destroy();
+      await server.stop();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
