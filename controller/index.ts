@@ -10,3 +10,4 @@ export {
   REGISTRY_ERROR_CODES,
   RegistryError,
 } from "./errors.js";
+export * from "./registry/index.js";

@@ -1,0 +1,27 @@
+export { EVENT_MOVES, type TaskEvent, type TaskEventType, taskEventSchema } from "./events.js";
+export type { RestoreLease } from "./restore-leases.js";
+export {
+  canTransition,
+  FENCED_STATES,
+  FINAL_STATES,
+  isFinal,
+  isTaskState,
+  LAUNCH_STATES,
+  TASK_STATES,
+  type TaskState,
+  TRANSITIONS,
+} from "./states.js";
+export type { Arch, Market, TaskRecord } from "./task-record.js";
+export {
+  type CreateTaskInput,
+  type EventOutcome,
+  type EventResult,
+  type LaunchRecord,
+  type ListOptions,
+  type OperationOptions,
+  TaskRegistry,
+  type TaskRegistryOptions,
+  type TransitionEntry,
+  type TransitionOptions,
+  type TransitionResult,
+} from "./task-registry.js";
