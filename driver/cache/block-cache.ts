@@ -1,0 +1,129 @@
+import { createHash } from "node:crypto";
+import { mkdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import { LRUCache } from "lru-cache";
+import type { Logger } from "../../common/log.js";
+
+// Identifies one cached block: a block of one version (ETag) of one object.
+export interface BlockKey {
+  bucket: string;
+  key: string;
+  etag: string;
+  index: number;
+}
+
+export interface BlockCacheOptions {
+  // Directory of block files (wiped at start: the index lives in memory only).
+  dir: string;
+  // Size limit in bytes; least recently used blocks are deleted beyond it.
+  maxBytes: number;
+  logger: Logger;
+  // Bytes being written at most; blocks beyond it are not cached (the disk is behind).
+  maxPendingBytes?: number;
+}
+
+const HEADER = 8;
+
+// The disk block cache shared by every open file: one file per block, named by a hash of
+// its key, with a header holding the CRC-32 and length of the data. A block that fails its
+// check is deleted and reported missing, so the caller fetches it again.
+export class BlockCache {
+  private readonly index: LRUCache<string, number>;
+  private readonly pending = new Set<Promise<void>>();
+  private pendingBytes = 0;
+  private readonly maxPendingBytes: number;
+
+  constructor(private readonly options: BlockCacheOptions) {
+    this.maxPendingBytes = options.maxPendingBytes ?? 256 * 1024 * 1024;
+    this.index = new LRUCache<string, number>({
+      maxSize: options.maxBytes,
+      sizeCalculation: (size) => Math.max(1, size),
+      dispose: (_size, name, reason) => {
+        if (reason === "set") return;
+        this.track(unlink(this.pathOf(name)).catch(() => {}));
+      },
+    });
+  }
+
+  async init(): Promise<void> {
+    await rm(this.options.dir, { recursive: true, force: true });
+    await mkdir(this.options.dir, { recursive: true });
+  }
+
+  // Blocks (and bytes) currently cached.
+  get stats(): { blocks: number; bytes: number } {
+    return { blocks: this.index.size, bytes: this.index.calculatedSize };
+  }
+
+  private nameOf(k: BlockKey): string {
+    return createHash("sha1").update(`${k.bucket}\0${k.key}\0${k.etag}\0${k.index}`).digest("hex");
+  }
+
+  private pathOf(name: string): string {
+    return join(this.options.dir, name.slice(0, 2), name);
+  }
+
+  has(k: BlockKey): boolean {
+    return this.index.has(this.nameOf(k));
+  }
+
+  // The block's data, or undefined when it is not cached or is damaged.
+  async get(k: BlockKey): Promise<Buffer | undefined> {
+    const name = this.nameOf(k);
+    if (!this.index.has(name)) return undefined;
+    let raw: Buffer;
+    try {
+      raw = await readFile(this.pathOf(name));
+    } catch {
+      this.index.delete(name);
+      return undefined;
+    }
+    const data = raw.subarray(HEADER);
+    if (raw.length < HEADER || raw.readUInt32LE(4) !== data.length || raw.readUInt32LE(0) !== crc32(data)) {
+      this.options.logger.warn(
+        { bucket: k.bucket, key: k.key, block: k.index },
+        "damaged cache block dropped; fetching it again",
+      );
+      this.index.delete(name);
+      return undefined;
+    }
+    this.index.get(name);
+    return data;
+  }
+
+  // Stores a block in the background (skipped when writes are already behind).
+  put(k: BlockKey, data: Buffer): void {
+    const name = this.nameOf(k);
+    if (this.index.has(name) || data.length + HEADER > this.options.maxBytes) return;
+    if (this.pendingBytes + data.length > this.maxPendingBytes) return;
+    const header = Buffer.alloc(HEADER);
+    header.writeUInt32LE(crc32(data), 0);
+    header.writeUInt32LE(data.length, 4);
+    const path = this.pathOf(name);
+    this.pendingBytes += data.length;
+    const work = (async () => {
+      try {
+        await mkdir(join(this.options.dir, name.slice(0, 2)), { recursive: true });
+        await writeFile(path, Buffer.concat([header, data]));
+        this.index.set(name, data.length + HEADER);
+      } catch (err) {
+        this.options.logger.warn({ err, path }, "could not write a cache block");
+      } finally {
+        this.pendingBytes -= data.length;
+      }
+    })();
+    this.track(work);
+  }
+
+  private track(work: Promise<void>): void {
+    this.pending.add(work);
+    work.finally(() => this.pending.delete(work)).catch(() => {});
+  }
+
+  // Waits for background writes; with `remove`, deletes the directory too.
+  async close(options: { remove?: boolean } = {}): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    if (options.remove) await rm(this.options.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,307 @@
+import type { Readable } from "node:stream";
+import { LRUCache } from "lru-cache";
+import type { Logger } from "../../common/log.js";
+import type { BlockCache } from "../cache/block-cache.js";
+import { DriverError } from "../errors.js";
+import { backoffMs, isRetryable, sleep, toDriverError } from "../s3/retry.js";
+import type { S3Ops } from "../s3/s3-ops.js";
+import { Semaphore } from "../util/semaphore.js";
+
+// One version of one object: every range read for an open file names the same ETag.
+export interface ObjectVersion {
+  bucket: string;
+  key: string;
+  etag: string;
+  size: number;
+}
+
+export interface BlockSourceOptions {
+  s3: S3Ops;
+  cache: BlockCache;
+  blockSize: number;
+  partSize: number;
+  // Read bytes held in memory: half for recently fetched blocks, half for fetches in flight.
+  readMemory: number;
+  maxConcurrentGets: number;
+  requestTimeoutMs: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  logger: Logger;
+}
+
+interface Waiter {
+  need: number;
+  resolve: (data: Buffer) => void;
+  reject: (err: unknown) => void;
+}
+
+// A block being downloaded: readers wait for the bytes they need, not for the whole block,
+// so the first byte of a cold file arrives as soon as the GET starts answering.
+class PendingBlock {
+  filled = 0;
+  waiters: Waiter[] = [];
+  constructor(readonly data: Buffer) {}
+
+  wait(need: number): Promise<Buffer> {
+    if (this.filled >= need) return Promise.resolve(this.data);
+    return new Promise((resolve, reject) => this.waiters.push({ need, resolve, reject }));
+  }
+
+  progress(): void {
+    if (this.waiters.length === 0) return;
+    this.waiters = this.waiters.filter((w) => {
+      if (w.need > this.filled) return true;
+      w.resolve(this.data);
+      return false;
+    });
+  }
+
+  fail(err: unknown): void {
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+  }
+}
+
+// The shared source of object blocks for every open file: memory, then blocks being fetched,
+// then the disk cache, then S3 (ranged GETs of contiguous missing blocks, at most
+// maxConcurrentGets at once, readers ahead of prefetch).
+export class BlockSource {
+  private readonly memory: LRUCache<string, Buffer>;
+  private readonly inflight = new Map<string, PendingBlock>();
+  private inflightBytes = 0;
+  private readonly gets: Semaphore;
+  private readonly runs = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly o: BlockSourceOptions) {
+    this.memory = new LRUCache<string, Buffer>({
+      maxSize: Math.max(o.blockSize, Math.floor(o.readMemory / 2)),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    });
+    this.gets = new Semaphore(o.maxConcurrentGets);
+  }
+
+  get blockSize(): number {
+    return this.o.blockSize;
+  }
+
+  private id(obj: ObjectVersion, index: number): string {
+    return `${obj.bucket}\0${obj.key}\0${obj.etag}\0${index}`;
+  }
+
+  private blockLength(obj: ObjectVersion, index: number): number {
+    return Math.max(0, Math.min(this.o.blockSize, obj.size - index * this.o.blockSize));
+  }
+
+  private present(obj: ObjectVersion, index: number): boolean {
+    const id = this.id(obj, index);
+    return this.memory.has(id) || this.inflight.has(id) || this.o.cache.has({ ...obj, index });
+  }
+
+  // Block `index` of `obj`, with at least its first `need` bytes filled in. `runBlocks` is how
+  // many following blocks to fetch in the same GET when it has to go to S3.
+  async read(obj: ObjectVersion, index: number, need: number, runBlocks: number): Promise<Buffer> {
+    const id = this.id(obj, index);
+    const hit = this.memory.get(id);
+    if (hit) return hit;
+    const pending = this.inflight.get(id);
+    if (pending) return await pending.wait(need);
+    if (this.o.cache.has({ ...obj, index })) {
+      const data = await this.o.cache.get({ ...obj, index });
+      if (data && data.length === this.blockLength(obj, index)) {
+        this.memory.set(id, data);
+        return data;
+      }
+    }
+    const again = this.inflight.get(id);
+    if (again) return await again.wait(need);
+    this.startRun(obj, index, runBlocks, true);
+    const started = this.inflight.get(id);
+    if (!started) {
+      const data = this.memory.get(id);
+      if (data) return data;
+      throw new DriverError(
+        "DRIVER_CACHE_FAILED",
+        `Block ${index} of s3://${obj.bucket}/${obj.key} vanished`,
+      );
+    }
+    return await started.wait(need);
+  }
+
+  // Starts background fetches of the missing blocks in [from, to), a part per GET, while the
+  // memory budget allows.
+  prefetch(obj: ObjectVersion, from: number, to: number): void {
+    const partBlocks = this.o.partSize / this.o.blockSize;
+    const last = Math.min(to, Math.ceil(obj.size / this.o.blockSize));
+    for (let i = from; i < last; ) {
+      if (this.inflightBytes >= this.o.readMemory / 2) return;
+      if (this.present(obj, i)) {
+        i++;
+        continue;
+      }
+      const count = Math.min(partBlocks, last - i);
+      i += this.startRun(obj, i, count, false);
+    }
+  }
+
+  // Registers pending blocks for the missing run starting at `first` and fetches them in one
+  // GET. Returns how many blocks it took.
+  private startRun(obj: ObjectVersion, first: number, maxBlocks: number, urgent: boolean): number {
+    const total = Math.ceil(obj.size / this.o.blockSize);
+    const blocks: PendingBlock[] = [];
+    for (let i = first; i < Math.min(total, first + Math.max(1, maxBlocks)); i++) {
+      if (i > first && this.present(obj, i)) break;
+      const block = new PendingBlock(Buffer.allocUnsafe(this.blockLength(obj, i)));
+      this.inflight.set(this.id(obj, i), block);
+      this.inflightBytes += block.data.length;
+      blocks.push(block);
+    }
+    if (blocks.length === 0) return 1;
+    const run = this.fetchRun(obj, first, blocks, urgent).catch((err) => {
+      this.o.logger.warn({ err, bucket: obj.bucket, key: obj.key, block: first }, "read from S3 failed");
+    });
+    this.runs.add(run);
+    run.finally(() => this.runs.delete(run)).catch(() => {});
+    return blocks.length;
+  }
+
+  // Streams one ranged GET into its blocks, resuming after a retryable failure where the last
+  // attempt stopped. Every block it owns ends either complete or failed.
+  private async fetchRun(
+    obj: ObjectVersion,
+    first: number,
+    blocks: PendingBlock[],
+    urgent: boolean,
+  ): Promise<void> {
+    const bs = this.o.blockSize;
+    const start = first * bs;
+    const end = start + blocks.reduce((n, b) => n + b.data.length, 0);
+    let cursor = start;
+    let settled = 0;
+    const what = `GET s3://${obj.bucket}/${obj.key} bytes ${start}-${end - 1}`;
+    const settle = (upTo: number) => {
+      while (settled < blocks.length) {
+        const block = blocks[settled] as PendingBlock;
+        const blockStart = start + settled * bs;
+        block.filled = Math.min(block.data.length, Math.max(0, upTo - blockStart));
+        if (block.filled < block.data.length) {
+          block.progress();
+          return;
+        }
+        const index = first + settled;
+        const id = this.id(obj, index);
+        this.memory.set(id, block.data);
+        this.inflight.delete(id);
+        this.inflightBytes -= block.data.length;
+        this.o.cache.put({ ...obj, index }, block.data);
+        block.progress();
+        settled++;
+      }
+    };
+    try {
+      await this.gets.acquire(1, { urgent });
+      try {
+        for (let attempt = 1; cursor < end; attempt++) {
+          if (this.closed) throw new DriverError("DRIVER_ABORTED", `${what}: the mount is closing`);
+          try {
+            cursor = await this.streamInto(obj, cursor, end, start, blocks, settle);
+          } catch (err) {
+            const progress = (err as { progress?: number }).progress;
+            if (progress !== undefined && progress > cursor) {
+              cursor = progress;
+              attempt = 1;
+            }
+            if (!isRetryable(err) || attempt >= this.o.maxAttempts) throw toDriverError(err, what);
+            await sleep(
+              backoffMs(
+                { maxAttempts: 0, baseMs: this.o.retryBaseMs, timeoutMs: 0, logger: this.o.logger },
+                attempt,
+              ),
+            );
+          }
+        }
+      } finally {
+        this.gets.release(1);
+      }
+    } catch (err) {
+      for (let i = settled; i < blocks.length; i++) {
+        const id = this.id(obj, first + i);
+        const block = blocks[i] as PendingBlock;
+        if (this.inflight.get(id) === block) {
+          this.inflight.delete(id);
+          this.inflightBytes -= block.data.length;
+        }
+        block.fail(err);
+      }
+      throw err;
+    }
+  }
+
+  // One attempt: copies the body into the blocks from `cursor`; a stall longer than
+  // requestTimeoutMs aborts it. Returns the new cursor (throws with progress kept via settle).
+  private async streamInto(
+    obj: ObjectVersion,
+    from: number,
+    end: number,
+    start: number,
+    blocks: PendingBlock[],
+    settle: (upTo: number) => void,
+  ): Promise<number> {
+    const bs = this.o.blockSize;
+    const controller = new AbortController();
+    const timeout = this.o.requestTimeoutMs;
+    let timer = setTimeout(() => controller.abort(stallError(timeout)), timeout);
+    const poke = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(stallError(timeout)), timeout);
+    };
+    let cursor = from;
+    let body: Readable | undefined;
+    try {
+      body = await this.o.s3.getRange(
+        obj.bucket,
+        obj.key,
+        { start: from, end, etag: obj.etag },
+        controller.signal,
+      );
+      poke();
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        poke();
+        let offset = 0;
+        while (offset < chunk.length && cursor < end) {
+          const blockIndex = Math.floor((cursor - start) / bs);
+          const block = blocks[blockIndex] as PendingBlock;
+          const within = cursor - start - blockIndex * bs;
+          const n = Math.min(chunk.length - offset, block.data.length - within);
+          chunk.copy(block.data, within, offset, offset + n);
+          offset += n;
+          cursor += n;
+        }
+        settle(cursor);
+      }
+      if (cursor < end)
+        throw Object.assign(new Error(`body ended at byte ${cursor} of ${end}`), {
+          code: "ERR_STREAM_PREMATURE_CLOSE",
+        });
+      return cursor;
+    } catch (err) {
+      settle(cursor);
+      const reason = controller.signal.aborted ? controller.signal.reason : err;
+      throw Object.assign(reason instanceof Error ? reason : new Error(String(reason)), { progress: cursor });
+    } finally {
+      clearTimeout(timer);
+      body?.destroy();
+    }
+  }
+
+  // Stops starting new work and waits for the GETs in flight.
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.runs.size > 0) await Promise.allSettled([...this.runs]);
+    this.memory.clear();
+  }
+}
+
+function stallError(ms: number): Error {
+  return Object.assign(new Error(`no data for ${ms} ms`), { name: "AttemptTimeout" });
+}

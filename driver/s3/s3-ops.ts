@@ -1,0 +1,377 @@
+import type { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+} from "@aws-sdk/client-s3";
+import { decodeMeta, encodeMeta, type FileMeta } from "./metadata.js";
+import { type RetryPolicy, statusOf, toDriverError, withRetry } from "./retry.js";
+
+// What HEAD (or a listing) says about an object.
+export interface ObjectInfo {
+  size: number;
+  etag: string;
+  mtimeMs: number;
+  meta: FileMeta;
+  contentType?: string;
+}
+
+export interface ListPage {
+  files: Array<{ key: string; size: number; etag: string; mtimeMs: number }>;
+  prefixes: string[];
+  next?: string;
+}
+
+const FIVE_GIB = 5 * 1024 * 1024 * 1024;
+const COPY_PART = 512 * 1024 * 1024;
+
+// The S3 requests the driver makes, each with bounded, jittered retries and an errno-carrying
+// DriverError on failure. Nothing else in driver/ talks to the SDK directly.
+export class S3Ops {
+  constructor(
+    readonly client: S3Client,
+    readonly policy: RetryPolicy,
+  ) {}
+
+  // HEAD; undefined when the object does not exist.
+  async head(bucket: string, key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await withRetry(
+        `HEAD s3://${bucket}/${key}`,
+        this.policy,
+        (s) => this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: s }),
+        signal,
+      );
+      return {
+        size: out.ContentLength ?? 0,
+        etag: out.ETag ?? "",
+        mtimeMs: out.LastModified?.getTime() ?? Date.now(),
+        meta: decodeMeta(out.Metadata),
+        contentType: out.ContentType,
+      };
+    } catch (err) {
+      if ((err as { code?: string }).code === "DRIVER_NOT_FOUND") return undefined;
+      throw err;
+    }
+  }
+
+  // One page of ListObjectsV2 (with "/" as delimiter unless `recursive`).
+  async listPage(
+    bucket: string,
+    prefix: string,
+    options: { recursive?: boolean; token?: string; maxKeys?: number; signal?: AbortSignal } = {},
+  ): Promise<ListPage> {
+    const out = await withRetry(
+      `LIST s3://${bucket}/${prefix}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            Delimiter: options.recursive ? undefined : "/",
+            ContinuationToken: options.token,
+            MaxKeys: options.maxKeys,
+          }),
+          { abortSignal: s },
+        ),
+      options.signal,
+    );
+    return {
+      files: (out.Contents ?? []).map((c) => ({
+        key: c.Key ?? "",
+        size: c.Size ?? 0,
+        etag: c.ETag ?? "",
+        mtimeMs: c.LastModified?.getTime() ?? Date.now(),
+      })),
+      prefixes: (out.CommonPrefixes ?? []).map((p) => p.Prefix ?? ""),
+      next: out.IsTruncated ? out.NextContinuationToken : undefined,
+    };
+  }
+
+  // Every page of a listing, one page in memory at a time.
+  async *listAll(
+    bucket: string,
+    prefix: string,
+    options: { recursive?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<ListPage> {
+    let token: string | undefined;
+    do {
+      const page = await this.listPage(bucket, prefix, { ...options, token });
+      yield page;
+      token = page.next;
+    } while (token);
+  }
+
+  // Opens a ranged GET pinned to `etag`; the caller reads (and bounds) the body.
+  async getRange(
+    bucket: string,
+    key: string,
+    range: { start: number; end: number; etag?: string },
+    signal: AbortSignal,
+  ): Promise<Readable> {
+    const out = await this.client.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Range: `bytes=${range.start}-${range.end - 1}`,
+        IfMatch: range.etag || undefined,
+      }),
+      { abortSignal: signal },
+    );
+    if (range.etag && out.ETag && out.ETag !== range.etag) {
+      (out.Body as Readable | undefined)?.destroy();
+      throw toDriverError(
+        Object.assign(new Error(`ETag is ${out.ETag}, expected ${range.etag}`), {
+          name: "PreconditionFailed",
+        }),
+        `GET s3://${bucket}/${key}`,
+      );
+    }
+    return out.Body as Readable;
+  }
+
+  // The whole (small) object, e.g. a symlink target.
+  async getSmall(bucket: string, key: string, signal?: AbortSignal): Promise<Buffer> {
+    return await withRetry(
+      `GET s3://${bucket}/${key}`,
+      this.policy,
+      async (s) => {
+        const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), {
+          abortSignal: s,
+        });
+        return Buffer.from(
+          await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+        );
+      },
+      signal,
+    );
+  }
+
+  async put(
+    bucket: string,
+    key: string,
+    body: Buffer,
+    options: { meta?: FileMeta; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<string> {
+    const out = await withRetry(
+      `PUT s3://${bucket}/${key}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            Metadata: options.meta ? encodeMeta(options.meta) : undefined,
+            ContentType: options.contentType,
+          }),
+          { abortSignal: s },
+        ),
+      options.signal,
+    );
+    return out.ETag ?? "";
+  }
+
+  async createMultipart(
+    bucket: string,
+    key: string,
+    meta: FileMeta | undefined,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const out = await withRetry(
+      `CreateMultipartUpload s3://${bucket}/${key}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            Metadata: meta ? encodeMeta(meta) : undefined,
+          }),
+          { abortSignal: s },
+        ),
+      signal,
+    );
+    if (!out.UploadId)
+      throw toDriverError(
+        new Error("no UploadId in the answer"),
+        `CreateMultipartUpload s3://${bucket}/${key}`,
+      );
+    return out.UploadId;
+  }
+
+  async uploadPart(
+    target: { bucket: string; key: string; uploadId: string },
+    partNumber: number,
+    body: Buffer,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const out = await withRetry(
+      `UploadPart ${partNumber} of s3://${target.bucket}/${target.key}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new UploadPartCommand({
+            Bucket: target.bucket,
+            Key: target.key,
+            UploadId: target.uploadId,
+            PartNumber: partNumber,
+            Body: body,
+            ContentLength: body.length,
+          }),
+          { abortSignal: s },
+        ),
+      signal,
+    );
+    return out.ETag ?? "";
+  }
+
+  async completeMultipart(
+    target: { bucket: string; key: string; uploadId: string },
+    parts: Array<{ PartNumber: number; ETag: string }>,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const out = await withRetry(
+      `CompleteMultipartUpload s3://${target.bucket}/${target.key}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: target.bucket,
+            Key: target.key,
+            UploadId: target.uploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+          { abortSignal: s },
+        ),
+      signal,
+    );
+    return out.ETag ?? "";
+  }
+
+  // Best effort: an upload left behind costs storage, not correctness.
+  async abortMultipart(target: { bucket: string; key: string; uploadId: string }): Promise<void> {
+    try {
+      await withRetry(
+        `AbortMultipartUpload s3://${target.bucket}/${target.key}`,
+        { ...this.policy, maxAttempts: 2 },
+        (s) =>
+          this.client.send(
+            new AbortMultipartUploadCommand({
+              Bucket: target.bucket,
+              Key: target.key,
+              UploadId: target.uploadId,
+            }),
+            { abortSignal: s },
+          ),
+      );
+    } catch (err) {
+      this.policy.logger.warn({ err, key: target.key }, "could not abort a multipart upload");
+    }
+  }
+
+  // Server-side copy; `meta` replaces the metadata when given. Multipart copy above 5 GiB.
+  async copy(
+    from: { bucket: string; key: string; size: number },
+    to: { bucket: string; key: string },
+    options: { meta?: FileMeta; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<string> {
+    const source = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}`;
+    if (from.size > FIVE_GIB) return await this.copyMultipart(source, from.size, to, options);
+    const out = await withRetry(
+      `COPY s3://${from.bucket}/${from.key} to s3://${to.bucket}/${to.key}`,
+      { ...this.policy, timeoutMs: Math.max(this.policy.timeoutMs, 300_000) },
+      (s) =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: to.bucket,
+            Key: to.key,
+            CopySource: source,
+            MetadataDirective: options.meta ? "REPLACE" : "COPY",
+            Metadata: options.meta ? encodeMeta(options.meta) : undefined,
+            ContentType: options.meta ? options.contentType : undefined,
+          }),
+          { abortSignal: s },
+        ),
+      options.signal,
+    );
+    return out.CopyObjectResult?.ETag ?? "";
+  }
+
+  private async copyMultipart(
+    source: string,
+    size: number,
+    to: { bucket: string; key: string },
+    options: { meta?: FileMeta; signal?: AbortSignal },
+  ): Promise<string> {
+    const uploadId = await this.createMultipart(to.bucket, to.key, options.meta, options.signal);
+    const target = { ...to, uploadId };
+    try {
+      const parts: Array<{ PartNumber: number; ETag: string }> = [];
+      // Sequential on purpose: each part is a server-side copy of 512 MiB.
+      for (let start = 0, n = 1; start < size; start += COPY_PART, n++) {
+        const end = Math.min(size, start + COPY_PART) - 1;
+        const out = await withRetry(
+          `UploadPartCopy ${n} to s3://${to.bucket}/${to.key}`,
+          { ...this.policy, timeoutMs: Math.max(this.policy.timeoutMs, 300_000) },
+          (s) =>
+            this.client.send(
+              new UploadPartCopyCommand({
+                Bucket: to.bucket,
+                Key: to.key,
+                UploadId: uploadId,
+                PartNumber: n,
+                CopySource: source,
+                CopySourceRange: `bytes=${start}-${end}`,
+              }),
+              { abortSignal: s },
+            ),
+          options.signal,
+        );
+        parts.push({ PartNumber: n, ETag: out.CopyPartResult?.ETag ?? "" });
+      }
+      return await this.completeMultipart(target, parts, options.signal);
+    } catch (err) {
+      await this.abortMultipart(target);
+      throw err;
+    }
+  }
+
+  async delete(bucket: string, key: string, signal?: AbortSignal): Promise<void> {
+    await withRetry(
+      `DELETE s3://${bucket}/${key}`,
+      this.policy,
+      (s) => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: s }),
+      signal,
+    );
+  }
+
+  // Bucket names, or undefined when the credentials may not list buckets.
+  async listBuckets(signal?: AbortSignal): Promise<string[] | undefined> {
+    try {
+      const out = await withRetry(
+        "ListBuckets",
+        { ...this.policy, maxAttempts: 2 },
+        (s) => this.client.send(new ListBucketsCommand({}), { abortSignal: s }),
+        signal,
+      );
+      return (out.Buckets ?? []).map((b) => b.Name ?? "").filter(Boolean);
+    } catch (err) {
+      const status = statusOf((err as { cause?: unknown }).cause);
+      this.policy.logger.debug({ err, status }, "ListBuckets not available");
+      return undefined;
+    }
+  }
+}
