@@ -5,6 +5,24 @@ export type { ChunkStats } from "./chunk/chunk-stats.js";
 export { ChunkStore, type ChunkStoreOptions, DEFAULT_CHUNK_SIZE } from "./chunk/chunk-store.js";
 export type { ChunkWriterImpl as StoreChunkWriter, ChunkWriterOptions } from "./chunk/chunk-writer.js";
 export { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "./errors.js";
+export {
+  type CpuinfoRef,
+  MANIFEST_SCHEMA_VERSION,
+  type Manifest,
+  ManifestSchema,
+  manifestChunkHashes,
+  type OpenFileState,
+} from "./manifest/manifest-schema.js";
+export { type ManifestContext, parseManifest, serializeManifest } from "./manifest/parse-manifest.js";
+export type { GcOptions, GcReport } from "./repository/collect-garbage.js";
+export {
+  type OpOptions,
+  type SkippedGeneration,
+  SnapshotRepository,
+  type SnapshotRepositoryOptions,
+  type UsableSnapshot,
+} from "./repository/snapshot-repository.js";
+export type { VerifyMode } from "./repository/verify-manifest.js";
 export type {
   ChunkedFile,
   ChunkOpOptions,

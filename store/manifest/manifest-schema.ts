@@ -1,0 +1,97 @@
+import { z } from "zod";
+
+// The newest manifest schema this build writes and reads. Raise it (and document the
+// change in docs/snapshot-format.md) for any change an older reader would misread.
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+const count = z.int().nonnegative();
+const hash = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex SHA-256");
+
+export const ChunkRefSchema = z.object({
+  hash,
+  // Uncompressed bytes.
+  size: count,
+  // Bytes of the chunk object in S3 (header + payload).
+  stored: count,
+});
+
+// A file stored as chunks; its chunk sizes must add up to its size.
+export const ChunkedFileSchema = z
+  .object({ size: count, chunks: z.array(ChunkRefSchema) })
+  .refine((f) => f.chunks.reduce((n, c) => n + c.size, 0) === f.size, {
+    message: "chunk sizes do not add up to the file size",
+  });
+
+// `criu cpuinfo dump` output: chunked like an image, or inline (base64) when small.
+export const CpuinfoSchema = z.union([
+  z.object({ file: ChunkedFileSchema }),
+  z.object({ inline: z.base64() }),
+]);
+
+export const OpenFileSchema = z.object({
+  // Path as the task sees it (under the driver's mount).
+  path: z.string().min(1),
+  bucket: z.string().min(1),
+  key: z.string(),
+  // Size and ETag of the object at the freeze.
+  size: count,
+  etag: z.string(),
+  // Where a server-side copy taken at the freeze lives, when the content could still change.
+  snapshotKey: z.string().optional(),
+});
+
+export const ManifestSchema = z.object({
+  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  generation: z.int().positive(),
+  parentGeneration: z.int().positive().nullable(),
+  createdAt: z.iso.datetime({ offset: true }),
+  // full: every image file written from scratch (no chunk reuse known);
+  // incremental-chunks: images chunked and deduplicated against the store;
+  // predump: CRIU pre-dumps with --track-mem shortened the freeze (soft-dirty kernels).
+  mode: z.enum(["full", "incremental-chunks", "predump"]),
+  // Where the chunks live and how they were cut.
+  chunkStore: z.object({
+    bucket: z.string().min(1),
+    prefix: z.string(),
+    chunkSize: z.int().positive(),
+  }),
+  task: z.object({
+    id: z.string().min(1),
+    command: z.array(z.string()).min(1),
+    cwd: z.string(),
+    identity: z.object({ uid: count, gid: count }),
+  }),
+  host: z.object({
+    criuVersion: z.string(),
+    kernel: z.string(),
+    arch: z.string(),
+    cpuinfo: CpuinfoSchema.nullable(),
+  }),
+  // CRIU image file name (e.g. "pages-1.img") -> its chunks.
+  images: z.record(z.string().min(1), ChunkedFileSchema),
+  openFiles: z.array(OpenFileSchema),
+  timings: z.object({ freezeMs: count, dumpMs: count, uploadMs: count, totalMs: count }),
+  bytes: z.object({
+    // Uncompressed bytes of all image files.
+    logical: count,
+    // Stored bytes uploaded by this generation (new chunks only).
+    uploaded: count,
+    // Uncompressed bytes not uploaded because the store already had the chunks.
+    deduplicated: count,
+  }),
+});
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type OpenFileState = z.infer<typeof OpenFileSchema>;
+export type CpuinfoRef = z.infer<typeof CpuinfoSchema>;
+
+// Every distinct chunk hash a manifest references (images and the cpuinfo file).
+export function manifestChunkHashes(manifest: Manifest): Map<string, { size: number; stored: number }> {
+  const out = new Map<string, { size: number; stored: number }>();
+  const files = Object.values(manifest.images);
+  if (manifest.host.cpuinfo && "file" in manifest.host.cpuinfo) files.push(manifest.host.cpuinfo.file);
+  for (const file of files) {
+    for (const c of file.chunks) out.set(c.hash, { size: c.size, stored: c.stored });
+  }
+  return out;
+}

@@ -1,0 +1,126 @@
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { isNotFound, listFolders, listObjects, s3Error } from "../s3/s3-util.js";
+import type { SnapshotRepository } from "./snapshot-repository.js";
+
+export interface GcOptions {
+  // Newest committed generations of this task to keep (>= 1).
+  keep: number;
+  // Report what would be deleted without deleting. Default false.
+  dryRun?: boolean;
+  // Overrides the repository's gcGraceMs for this run.
+  graceMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  // This task's generations removed (or that would be), oldest first.
+  deletedGenerations: number[];
+  keptGenerations: number[];
+  // Manifests (all tasks under the root) whose chunks were kept.
+  manifestsScanned: number;
+  chunksReferenced: number;
+  chunksDeleted: number;
+  bytesFreed: number;
+  // Unreferenced chunks kept because they are younger than the grace period.
+  chunksKeptYoung: number;
+}
+
+// A chunk reference in any manifest text, whatever its schema version: a 64-digit hex run.
+// Reading references this way keeps the chunks of manifests this build cannot parse
+// (newer schema, damaged) instead of deleting them.
+const HASH_IN_TEXT = /(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])/g;
+const MANIFEST_NAME = /\/gen-\d{6,}\.json$/;
+
+// GC in two steps, each safe to interrupt: (1) delete this task's manifests beyond the
+// newest `keep` (oldest first, so a crash leaves a contiguous newest range); (2) delete
+// chunks that no remaining manifest of any task under the root references and that are
+// older than the grace period. Manifests are re-read right before the sweep's deletes so
+// that a generation committed meanwhile protects its chunks.
+export async function collectGarbage(repo: SnapshotRepository, options: GcOptions): Promise<GcReport> {
+  const { signal } = options;
+  const dryRun = options.dryRun ?? false;
+  const graceMs = options.graceMs ?? repo.gcGraceMs;
+  if (!Number.isInteger(options.keep) || options.keep < 1) {
+    throw new SnapshotError(
+      SnapshotErrorCode.InvalidArgument,
+      `gc keep must be an integer >= 1, got ${options.keep}`,
+    );
+  }
+  const generations = await repo.list({ signal });
+  const cut = Math.max(0, generations.length - options.keep);
+  const deletedGenerations = generations.slice(0, cut);
+  const keptGenerations = generations.slice(cut);
+  if (!dryRun) {
+    for (const generation of deletedGenerations) await repo.deleteGeneration(generation, { signal });
+  }
+  const excluded = new Set(dryRun ? deletedGenerations.map((g) => repo.manifestKey(g)) : []);
+
+  const referenced = await referencedChunks(repo, excluded, signal);
+  const now = repo.clock();
+  const candidates: { hash: string; size: number }[] = [];
+  let chunksKeptYoung = 0;
+  for await (const chunk of repo.store.listChunks({ signal })) {
+    if (referenced.hashes.has(chunk.hash)) continue;
+    if (now - chunk.lastModified.getTime() < graceMs) {
+      chunksKeptYoung++;
+      continue;
+    }
+    candidates.push({ hash: chunk.hash, size: chunk.size });
+  }
+  // A generation committed while we listed chunks protects what it references.
+  const again = await referencedChunks(repo, excluded, signal);
+  const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
+  if (!dryRun && doomed.length > 0) {
+    await repo.store.deleteChunks(
+      doomed.map((c) => c.hash),
+      { signal },
+    );
+  }
+  const report: GcReport = {
+    dryRun,
+    deletedGenerations,
+    keptGenerations,
+    manifestsScanned: again.manifests,
+    chunksReferenced: again.hashes.size,
+    chunksDeleted: doomed.length,
+    bytesFreed: doomed.reduce((n, c) => n + c.size, 0),
+    chunksKeptYoung,
+  };
+  repo.logger.info({ task: repo.task, ...report, deletedGenerations: undefined }, "snapshot gc done");
+  return report;
+}
+
+// Every chunk hash named by any manifest under the repository root (all tasks sharing the
+// chunk store), except the manifests in `excluded`.
+async function referencedChunks(
+  repo: SnapshotRepository,
+  excluded: Set<string>,
+  signal?: AbortSignal,
+): Promise<{ hashes: Set<string>; manifests: number }> {
+  const { client, bucket, prefix: chunkPrefix } = repo.store;
+  const hashes = new Set<string>();
+  let manifests = 0;
+  for (const folder of await listFolders(client, bucket, repo.root, { signal })) {
+    // The chunk prefix may sit under the root; it holds no manifests.
+    if (chunkPrefix.startsWith(folder)) continue;
+    for await (const object of listObjects(client, bucket, folder, { signal })) {
+      if (!MANIFEST_NAME.test(object.key) || excluded.has(object.key)) continue;
+      let text: string;
+      try {
+        const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: object.key }), {
+          abortSignal: signal,
+        });
+        text = (await r.Body?.transformToString("utf8")) ?? "";
+      } catch (err) {
+        // Deleted since the listing (another GC): it protects nothing any more.
+        if (isNotFound(err)) continue;
+        throw s3Error(err, `Reading manifest s3://${bucket}/${object.key} for GC`, signal);
+      }
+      manifests++;
+      for (const match of text.matchAll(HASH_IN_TEXT)) hashes.add(match[0]);
+    }
+  }
+  return { hashes, manifests };
+}

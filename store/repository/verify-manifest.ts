@@ -1,0 +1,60 @@
+import type { ChunkStore } from "../chunk/chunk-store.js";
+import { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "../errors.js";
+import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.js";
+import { forEachBounded } from "../util/for-each-bounded.js";
+
+// "none": trust the manifest; "quick": HEAD every chunk and compare its stored size;
+// "full": download, decompress and hash every chunk.
+export type VerifyMode = "none" | "quick" | "full";
+
+// Throws the first missing (SNAPSHOT_MISSING_CHUNK) or damaged (SNAPSHOT_CORRUPT_CHUNK)
+// chunk of `manifest`, naming it and the generation.
+export async function verifyManifest(
+  store: ChunkStore,
+  manifest: Manifest,
+  options: { mode: VerifyMode; concurrency: number; signal?: AbortSignal },
+): Promise<void> {
+  if (options.mode === "none") return;
+  const label = `task "${manifest.task.id}" generation ${manifest.generation}`;
+  await forEachBounded(
+    manifestChunkHashes(manifest),
+    options.concurrency,
+    async ([hash, ref]) => {
+      if (options.mode === "full") {
+        try {
+          await store.fetchChunk({ hash, ...ref }, options.signal);
+        } catch (err) {
+          if (err instanceof SnapshotError && err.hash === hash) {
+            throw new SnapshotError(
+              err.code as SnapshotErrorCodeValue,
+              `Snapshot of ${label}: ${err.message}`,
+              {
+                cause: err,
+                hash,
+                generation: manifest.generation,
+              },
+            );
+          }
+          throw err;
+        }
+        return;
+      }
+      const stored = await store.headChunk(hash, options.signal);
+      if (stored === undefined) {
+        throw new SnapshotError(
+          SnapshotErrorCode.MissingChunk,
+          `Snapshot of ${label}: chunk ${hash} is missing from s3://${store.bucket}/${store.keyOf(hash)}`,
+          { hash, generation: manifest.generation },
+        );
+      }
+      if (stored !== ref.stored) {
+        throw new SnapshotError(
+          SnapshotErrorCode.CorruptChunk,
+          `Snapshot of ${label}: chunk ${hash} is damaged: ${stored} bytes stored, the manifest says ${ref.stored}`,
+          { hash, generation: manifest.generation },
+        );
+      }
+    },
+    options.signal,
+  );
+}
