@@ -11,6 +11,12 @@ import { nodeEntry } from "../../../common/entry.js";
 
 export const BUCKET = "fusion-test";
 
+// s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its
+// legacy provider: without it every truncated listing is an InternalError. The S3Server child
+// inherits this environment (cloud/ does not set it; reported to its owner).
+if (!process.env.NODE_OPTIONS?.includes("--openssl-legacy-provider"))
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ""} --openssl-legacy-provider`.trim();
+
 export interface MountChildOptions {
   cacheSize?: number;
   readMemory?: number;
