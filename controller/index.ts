@@ -10,4 +10,5 @@ export {
   REGISTRY_ERROR_CODES,
   RegistryError,
 } from "./errors.js";
+export * from "./providers/index.js";
 export * from "./registry/index.js";

@@ -30,7 +30,9 @@ function registry(prefix = redis.prefix(), now = steppingClock()): TaskRegistry 
 
 let eventSeq = 0;
 // An event without id/at; `E extends unknown` makes Omit apply to each event type separately.
-type EventInput<E = TaskEvent> = E extends unknown ? Omit<E, "id" | "at"> & { id?: string; at?: number } : never;
+type EventInput<E = TaskEvent> = E extends unknown
+  ? Omit<E, "id" | "at"> & { id?: string; at?: number }
+  : never;
 
 function event(e: EventInput): TaskEvent {
   eventSeq += 1;
