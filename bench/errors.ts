@@ -4,7 +4,6 @@ import { SnapError, type SnapErrorOptions } from "../common/errors.js";
 export type BenchErrorCode =
   | "BENCH_BAD_OPTION"
   | "BENCH_PROXY_TARGET"
-  | "BENCH_TOOL_MISSING"
   | "BENCH_TOOL_FAILED"
   | "BENCH_MOUNT_FAILED"
   | "BENCH_TIMEOUT"

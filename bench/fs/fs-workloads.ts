@@ -7,8 +7,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import pLimit from "p-limit";
+import { BenchError } from "../errors.js";
 import type { BenchContext, Timing } from "../harness/context.js";
-import { BLOCK, fillBlock, smallFileName, smallFileSize } from "./data.js";
+import { BLOCK, fillBlock, randomReadOps, smallFileName, smallFileSize } from "./data.js";
 import type { FsTarget } from "./fs-target.js";
 
 export const FS_WORKLOADS = ["seq-write", "seq-read", "random-read", "small-write", "small-read"] as const;
@@ -69,18 +70,36 @@ export async function runFsWorkload(
 ): Promise<Timing> {
   const scratch = `w-${target.name}-${context.endpoint.profile}-${run}`;
   const session = await target.open(context);
+  const smallBytes = Array.from({ length: sizes.smallFiles }, (_, i) => smallFileSize(i)).reduce(
+    (a, b) => a + b,
+    0,
+  );
+  const check = (timing: Timing, expected: number): Timing => {
+    if (timing.bytes !== expected) {
+      throw new BenchError(
+        "BENCH_VERIFY_FAILED",
+        `${target.name} ${workload} moved ${timing.bytes} bytes instead of ${expected}`,
+      );
+    }
+    return timing;
+  };
   try {
     switch (workload) {
       case "seq-write":
         return await session.seqWrite(`${scratch}-seq`, sizes.seqBytes);
       case "seq-read":
-        return await session.seqRead(SEED_SEQ);
-      case "random-read":
-        return await session.randomReads(SEED_SEQ, sizes.seqBytes, sizes.randomReads);
+        return check(await session.seqRead(SEED_SEQ), sizes.seqBytes);
+      case "random-read": {
+        const expected = randomReadOps(sizes.seqBytes, sizes.randomReads, 7).reduce(
+          (a, op) => a + op.length,
+          0,
+        );
+        return check(await session.randomReads(SEED_SEQ, sizes.seqBytes, sizes.randomReads), expected);
+      }
       case "small-write":
-        return await session.smallWrite(`${scratch}-small`, sizes.smallFiles);
+        return check(await session.smallWrite(`${scratch}-small`, sizes.smallFiles), smallBytes);
       case "small-read":
-        return await session.smallRead(SEED_SMALL, sizes.smallFiles);
+        return check(await session.smallRead(SEED_SMALL, sizes.smallFiles), smallBytes);
     }
   } finally {
     await session.close();
