@@ -10,7 +10,7 @@ describe("docs/snapshot-format.md", () => {
     const codes = Object.values(SnapshotErrorCode);
     expect(codes.length).toBeGreaterThan(5);
     for (const code of codes) expect(doc, `${code} is not documented`).toContain(`\`${code}\``);
-    const mentioned = new Set(doc.match(/SNAPSHOT_[A-Z_]+/g) ?? []);
+    const mentioned = new Set(doc.match(/SNAPSHOT_[A-Z0-9_]+/g) ?? []);
     for (const code of mentioned)
       expect(codes as string[], `${code} is documented but unknown`).toContain(code);
   });
