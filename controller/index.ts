@@ -1,5 +1,6 @@
 // The controller's public API: compute environment configuration, the task registry
-// (state machine, events, restore leases) and the instance providers.
+// (state machine, events, restore leases), the instance providers, and the recovery
+// decision for an interrupted task.
 export * from "./config/index.js";
 export {
   CONFIG_ERROR_CODES,
@@ -11,4 +12,5 @@ export {
   RegistryError,
 } from "./errors.js";
 export * from "./providers/index.js";
+export * from "./recovery/index.js";
 export * from "./registry/index.js";

@@ -25,3 +25,4 @@ export {
   type TransitionOptions,
   type TransitionResult,
 } from "./task-registry.js";
+export { summarizeTask, type TaskSummary } from "./task-summary.js";

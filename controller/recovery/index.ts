@@ -1,0 +1,1 @@
+export { type PlanOptions, planRecovery, type RecoveryPlan } from "./plan-recovery.js";
