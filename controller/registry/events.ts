@@ -52,8 +52,16 @@ const EVERY_LIVE_STATE = {
 export const EVENT_MOVES: Readonly<Record<TaskEventType, Partial<Record<TaskState, TaskState>>>> = {
   started: { pending: "running" },
   "checkpoint-started": { running: "checkpointing" },
-  // A final dump may commit after the agent already reported the interruption.
-  "checkpoint-committed": { checkpointing: "running", running: "running", interrupted: "interrupted" },
+  // Events of one agent may be handled out of order (several queue workers): a commit can
+  // come after the interruption it preceded, or before the "started"/"restored" event of
+  // its instance. Its snapshot must be recorded in every one of those states.
+  "checkpoint-committed": {
+    checkpointing: "running",
+    running: "running",
+    interrupted: "interrupted",
+    pending: "pending",
+    restoring: "restoring",
+  },
   "checkpoint-failed": { checkpointing: "running", running: "running", interrupted: "interrupted" },
   interrupted: { running: "interrupted", checkpointing: "interrupted", restoring: "interrupted" },
   restored: { restoring: "running" },
@@ -67,6 +75,9 @@ export interface FieldUpdates {
   incr: Record<string, string>;
   // Set only when larger than the stored value (monotonic counters reported by agents).
   max: Record<string, string>;
+  // Fields describing the latest snapshot, set only if `at` is not older than the stored
+  // lastSnapshotAt, so a commit handled late never replaces a newer snapshot.
+  snapshot?: { at: string; fields: Record<string, string> };
 }
 
 // The task fields an event changes, besides its state.
@@ -75,10 +86,15 @@ export function eventUpdates(event: TaskEvent): FieldUpdates {
   if (event.computeMs !== undefined) updates.max[`computeMs:${event.instanceId}`] = String(event.computeMs);
   switch (event.type) {
     case "checkpoint-committed":
-      updates.set.lastSnapshotId = event.snapshotId;
-      updates.set.lastSnapshotAt = String(event.at);
-      updates.set.progressMsAtLastSnapshot = String(event.progressMs);
-      updates.set.snapshotArch = event.arch;
+      updates.snapshot = {
+        at: String(event.at),
+        fields: {
+          lastSnapshotId: event.snapshotId,
+          lastSnapshotAt: String(event.at),
+          progressMsAtLastSnapshot: String(event.progressMs),
+          snapshotArch: event.arch,
+        },
+      };
       updates.incr.snapshotsTaken = "1";
       updates.incr.bytesStored = String(event.bytesStored);
       break;

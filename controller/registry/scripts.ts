@@ -25,7 +25,7 @@ end
 `;
 
 // KEYS: task, transitions, events, lease, instances. ARGV[1]: JSON payload
-// { moves, at, reason?, eventId?, instanceId?, fencingToken?, set, incr, max }.
+// { moves, at, reason?, eventId?, instanceId?, fencingToken?, set, incr, max, snapshot? }.
 // Returns a JSON result { status, from?, to?, version? }.
 export const applyScript = new LuaScript(`
 local ALLOWED = ${ALLOWED_LUA}
@@ -66,6 +66,12 @@ end
 
 for k, v in pairs(p.set) do redis.call("HSET", KEYS[1], k, v) end
 for k, v in pairs(p.incr) do redis.call("HINCRBY", KEYS[1], k, v) end
+if p.snapshot then
+  local last = tonumber(redis.call("HGET", KEYS[1], "lastSnapshotAt") or "-1") or -1
+  if tonumber(p.snapshot.at) >= last then
+    for k, v in pairs(p.snapshot.fields) do redis.call("HSET", KEYS[1], k, v) end
+  end
+end
 for k, v in pairs(p.max) do
   local old = tonumber(redis.call("HGET", KEYS[1], k) or "-1")
   if tonumber(v) > old then redis.call("HSET", KEYS[1], k, v) end
@@ -156,4 +162,15 @@ export const releaseLeaseScript = new LuaScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[2] .. ":" .. ARGV[1] then return 0 end
 redis.call("DEL", KEYS[1])
 return 1
+`);
+
+// KEYS: task, transitions, events, instances, lease, fence, index. ARGV: id, force ("1").
+// Deletes a task and everything kept for it; without force only in a final state.
+export const deleteScript = new LuaScript(`
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then return "missing" end
+if ARGV[2] ~= "1" and state ~= "succeeded" and state ~= "failed" then return state end
+redis.call("DEL", KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call("ZREM", KEYS[7], ARGV[1])
+return "ok"
 `);

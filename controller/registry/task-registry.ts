@@ -4,7 +4,7 @@ import { RegistryError } from "../errors.js";
 import { EVENT_MOVES, eventReason, eventUpdates, type FieldUpdates, taskEventSchema } from "./events.js";
 import { RegistryKeys } from "./keys.js";
 import { RestoreLeases } from "./restore-leases.js";
-import { applyScript, createScript, recordLaunchScript } from "./scripts.js";
+import { applyScript, createScript, deleteScript, recordLaunchScript } from "./scripts.js";
 import { canTransition, isTaskState, TASK_STATES, type TaskState, TRANSITIONS } from "./states.js";
 import { type Arch, decodeTask, type Market, type TaskRecord } from "./task-record.js";
 
@@ -372,6 +372,29 @@ export class TaskRegistry {
           `Task "${id}" (state "${result.from}") needs no launch: instance "${launch.instanceId}" was not recorded and should be terminated`,
         );
     }
+  }
+
+  // Deletes a task, its transitions, event ids and lease. Refused (REGISTRY_STATE_CONFLICT)
+  // unless the task is succeeded or failed, or `force` is set. False if there was no task.
+  async deleteTask(id: string, options: OperationOptions & { force?: boolean } = {}): Promise<boolean> {
+    options.signal?.throwIfAborted();
+    checkTaskId(id);
+    const k = this.keys;
+    const outcome = await this.call(`delete task "${id}"`, () =>
+      deleteScript.run(
+        this.redis,
+        [k.task(id), k.transitions(id), k.events(id), k.instances(id), k.lease(id), k.fence(id), k.index()],
+        [id, options.force ? "1" : "0"],
+      ),
+    );
+    if (outcome === "missing") return false;
+    if (outcome !== "ok") {
+      throw new RegistryError(
+        "REGISTRY_STATE_CONFLICT",
+        `Cannot delete task "${id}": it is "${outcome}", not finished (use force)`,
+      );
+    }
+    return true;
   }
 
   // The restore lease (see RestoreLeases): acquire returns a fencing token, or null when held by another owner.

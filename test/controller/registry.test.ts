@@ -345,6 +345,48 @@ describe("events", () => {
     expect(task).toMatchObject({ state: "running", interruptions: 1, restores: 1 });
   });
 
+  it("records a snapshot whose commit is handled out of order, and never lets an older one replace a newer one", async () => {
+    const reg = registry();
+    await launched(reg, "d5", "old");
+    await reg.applyEvent(event({ type: "interrupted", taskId: "d5", instanceId: "old" }));
+    const token = (await reg.acquireRestoreLease("d5", "ctl", 60_000)) as number;
+    await reg.transition("d5", "restoring", { fencingToken: token });
+    await reg.recordLaunch("d5", {
+      fencingToken: token,
+      instanceId: "new",
+      zone: "z",
+      arch: "x86_64",
+      instanceType: "m5.large",
+      market: "spot",
+    });
+    const commit = (snapshotId: string, at: number) =>
+      event({
+        type: "checkpoint-committed",
+        taskId: "d5",
+        instanceId: "new",
+        at,
+        snapshotId,
+        bytesStored: 10,
+        progressMs: at,
+        arch: "x86_64",
+      });
+    // The restored instance's second checkpoint is handled before its "restored" event and its first checkpoint.
+    expect((await reg.applyEvent(commit("s-new", 9000))).outcome).toBe("applied");
+    expect((await reg.applyEvent(event({ type: "restored", taskId: "d5", instanceId: "new" }))).outcome).toBe(
+      "applied",
+    );
+    expect((await reg.applyEvent(commit("s-older", 8000))).outcome).toBe("applied");
+    const task = await reg.requireTask("d5");
+    expect(task).toMatchObject({
+      state: "running",
+      snapshotsTaken: 2,
+      bytesStored: 20,
+      lastSnapshotId: "s-new",
+      lastSnapshotAt: 9000,
+      progressMsAtLastSnapshot: 9000,
+    });
+  });
+
   it("keeps the highest compute time reported per instance", async () => {
     const reg = registry();
     await launched(reg, "d4");
@@ -479,6 +521,31 @@ describe("restore leases", () => {
     expect(await reg.acquireRestoreLease("l2", "ctl", 60_000)).toBe(first);
     await expectCode(reg.acquireRestoreLease("l2", "", 1000), "REGISTRY_INVALID_INPUT");
     await expectCode(reg.acquireRestoreLease("l2", "ctl", 0), "REGISTRY_INVALID_INPUT");
+  });
+});
+
+describe("task lifecycle", () => {
+  it("deletes a finished task and everything kept for it; a live one only with force", async () => {
+    const reg = registry();
+    await launched(reg, "x1");
+    await expectCode(reg.deleteTask("x1"), "REGISTRY_STATE_CONFLICT");
+    await reg.applyEvent(event({ type: "succeeded", taskId: "x1", instanceId: "x1-i1" }));
+    expect(await reg.deleteTask("x1")).toBe(true);
+    expect(await reg.getTask("x1")).toBeUndefined();
+    expect(await reg.transitions("x1")).toEqual([]);
+    expect(await reg.listTasks()).toEqual([]);
+    expect(await reg.deleteTask("x1")).toBe(false);
+    await launched(reg, "x2");
+    expect(await reg.deleteTask("x2", { force: true })).toBe(true);
+  });
+
+  it("opens and closes its own connection when given a URL", async () => {
+    const reg = new TaskRegistry({ redis: redis.server.url, prefix: redis.prefix() });
+    await reg.createTask({ id: "u1", command: ["true"], computeEnv: "ce" });
+    expect((await reg.requireTask("u1")).state).toBe("pending");
+    await reg.close();
+    await reg.close();
+    await expectCode(reg.getTask("u1"), "REGISTRY_UNAVAILABLE");
   });
 });
 
