@@ -46,3 +46,25 @@ export interface ChunkStoreLike {
   createWriter(): ChunkWriter;
   openReader(file: ChunkedFile): ChunkReader;
 }
+
+// Byte and chunk counters of a writer (store/'s writers expose them as `stats`; a store
+// sums them over all its writers).
+export interface ChunkStats {
+  // Uncompressed bytes given to write().
+  bytesWritten: number;
+  // Chunks cut.
+  chunksTotal: number;
+  // Chunks uploaded because the store did not have them.
+  chunksUploaded: number;
+  // Stored (compressed, header included) bytes uploaded.
+  bytesUploaded: number;
+  // Chunks not uploaded because the store already had them.
+  chunksDeduplicated: number;
+  // Uncompressed bytes of those deduplicated chunks.
+  bytesDeduplicated: number;
+}
+
+// A ChunkWriter that reports its counters (what store/'s ChunkStore returns).
+export interface CountingChunkWriter extends ChunkWriter {
+  readonly stats: Readonly<ChunkStats>;
+}

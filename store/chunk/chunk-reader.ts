@@ -78,6 +78,15 @@ export class ChunkReaderImpl implements ChunkReader {
     return out;
   }
 
+  // The file from `start` to the end as a stream of chunk-sized pieces (sequential, so
+  // read-ahead applies); for materializing an image file on local disk.
+  async *stream(options: ChunkOpOptions & { start?: number } = {}): AsyncGenerator<Buffer> {
+    const step = this.file.chunks.reduce((m, c) => Math.max(m, c.size), 1);
+    for (let offset = options.start ?? 0; offset < this.size; offset += step) {
+      yield await this.read(offset, step, options);
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }

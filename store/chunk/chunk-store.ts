@@ -9,7 +9,7 @@ import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "../../common/log.js";
 import { silentLogger } from "../../common/log.js";
-import { SnapshotError, SnapshotErrorCode, throwIfAborted } from "../errors.js";
+import { abortError, SnapshotError, SnapshotErrorCode, throwIfAborted } from "../errors.js";
 import { isNotFound, type ListedObject, listObjects, s3Error } from "../s3/s3-util.js";
 import type { ChunkedFile, ChunkRef, ChunkStoreLike } from "../types.js";
 import {
@@ -23,7 +23,7 @@ import { ChunkIndex } from "./chunk-index.js";
 import { ChunkReaderImpl, type ChunkReaderOptions } from "./chunk-reader.js";
 import { type ChunkStats, emptyStats } from "./chunk-stats.js";
 import { ChunkWriterImpl, type ChunkWriterOptions } from "./chunk-writer.js";
-import { CodecPool, type EncodedChunk } from "./codec-pool.js";
+import { CodecJobError, CodecPool, type EncodedChunk } from "./codec-pool.js";
 
 // 256 KiB: measured by store/bench-chunk-size.ts (see docs/snapshot-format.md). With
 // ~10% of a memory image's pages changed in scattered runs, 1 MiB and 4 MiB chunks
@@ -122,6 +122,21 @@ export class ChunkStore implements ChunkStoreLike {
     return new ChunkWriterImpl(this, options);
   }
 
+  // Writes a whole stream (a file's read stream, a CRIU image) as one chunked file.
+  async writeFrom(
+    source: AsyncIterable<Uint8Array>,
+    options: ChunkWriterOptions = {},
+  ): Promise<{ file: ChunkedFile; stats: ChunkStats }> {
+    const writer = this.createWriter(options);
+    try {
+      for await (const data of source) await writer.write(data, options);
+      return { file: await writer.finish(options), stats: { ...writer.stats } };
+    } catch (err) {
+      await writer.abort(err);
+      throw err;
+    }
+  }
+
   // A reader of `file` at any offset.
   openReader(file: ChunkedFile, options: ChunkReaderOptions = {}): ChunkReaderImpl {
     this.assertOpen();
@@ -183,12 +198,14 @@ export class ChunkStore implements ChunkStoreLike {
   }
 
   // The decompressed, verified bytes of chunk `ref`, from the cache or S3.
+  // Concurrent callers share one download, which only the store's signal cancels; a
+  // caller's own signal stops that caller waiting.
   loadChunk(ref: ChunkRef, signal?: AbortSignal): Promise<Buffer> {
     const cached = this.cache.get(ref.hash);
     if (cached) return Promise.resolve(cached);
     let pending = this.loading.get(ref.hash);
     if (!pending) {
-      pending = this.fetchChunk(ref, signal).then((data) => {
+      pending = this.fetchChunk(ref).then((data) => {
         this.cache.set(ref.hash, data);
         return data;
       });
@@ -200,7 +217,18 @@ export class ChunkStore implements ChunkStoreLike {
         () => this.loading.delete(ref.hash),
       );
     }
-    return pending;
+    return raceSignal(pending, signal, `Read of chunk ${ref.hash}`);
+  }
+
+  // Lists the chunk prefix now (memoized) rather than at the first upload: an agent calls
+  // it at start so that the first snapshot after a spot notice does not wait for it.
+  ready(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.index.ready({ signal: this.combine(options.signal) });
+  }
+
+  // Number of chunks known to be in the store.
+  get knownChunks(): number {
+    return this.index.size;
   }
 
   // Loads a chunk into the cache in the background; a failure is left for the real read.
@@ -220,7 +248,7 @@ export class ChunkStore implements ChunkStoreLike {
     try {
       decoded = await this.pool.decode(object.subarray(CHUNK_HEADER_BYTES), header.codec, s);
     } catch (err) {
-      if (err instanceof SnapshotError && err.code !== SnapshotErrorCode.CorruptChunk) throw err;
+      if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(
         SnapshotErrorCode.CorruptChunk,
         `Chunk ${ref.hash} is damaged: it does not decompress (${(err as Error).message})`,
@@ -352,4 +380,25 @@ export class ChunkStore implements ChunkStoreLike {
       throw s3Error(err, `Download of chunk ${hash} from s3://${this.bucket}/${key}`, signal);
     }
   }
+}
+
+// `promise`, or SNAPSHOT_ABORTED as soon as `signal` fires (the promise keeps running for
+// its other waiters; its rejection is handled by its owner).
+function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortError(signal, what));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal, what));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }

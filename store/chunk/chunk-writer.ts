@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
-import type { ChunkedFile, ChunkOpOptions, ChunkRef, ChunkWriter } from "../types.js";
+import type { ChunkedFile, ChunkOpOptions, ChunkRef, CountingChunkWriter } from "../types.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
 import type { ChunkStore } from "./chunk-store.js";
@@ -12,7 +12,7 @@ export interface ChunkWriterOptions {
 
 // Cuts one file into fixed-size chunks and hands each to the store's pool and uploader.
 // Memory: the chunk being filled plus at most store.maxBufferedBytes of chunks in flight.
-export class ChunkWriterImpl implements ChunkWriter {
+export class ChunkWriterImpl implements CountingChunkWriter {
   readonly stats: ChunkStats = emptyStats();
   private current: Buffer;
   private filled = 0;
@@ -41,6 +41,12 @@ export class ChunkWriterImpl implements ChunkWriter {
 
   get size(): number {
     return this.total;
+  }
+
+  // Uncompressed bytes handed to the pool or uploader and not yet uploaded (the memory
+  // bound is this plus the chunk being filled).
+  get bufferedBytes(): number {
+    return this.inFlightBytes;
   }
 
   // Copies `data` into chunks; waits while too many bytes are being compressed or uploaded.

@@ -65,6 +65,12 @@ export interface DecodedChunk {
   data: Buffer;
 }
 
+// The worker could not process a chunk (zstd refused the data, out of memory). Callers
+// turn it into the right SnapshotError: a chunk that will not decompress is corrupt.
+export class CodecJobError extends Error {
+  override readonly name = "CodecJobError";
+}
+
 interface Job {
   id: number;
   message: Record<string, unknown>;
@@ -100,7 +106,15 @@ export class CodecPool {
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
   async encode(buffer: ArrayBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
-    const r = await this.run({ op: "encode", buffer, length }, [buffer], signal);
+    let r: Record<string, unknown>;
+    try {
+      r = await this.run({ op: "encode", buffer, length }, [buffer], signal);
+    } catch (err) {
+      if (!(err instanceof CodecJobError)) throw err;
+      throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing a chunk failed: ${err.message}`, {
+        cause: err,
+      });
+    }
     return {
       hash: r.hash as string,
       codec: r.codec as ChunkCodecValue,
@@ -185,7 +199,7 @@ export class CodecPool {
       worker.unref();
       if (job && m.id === job.id) {
         if (typeof m.error === "string") {
-          job.reject(new SnapshotError(SnapshotErrorCode.CorruptChunk, m.error));
+          job.reject(new CodecJobError(m.error));
         } else {
           job.resolve(m);
         }

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { Readable } from "node:stream";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startShapingProxy } from "../../bench/proxy/index.js";
 import type { ChunkedFile } from "../../store/index.js";
 import { ChunkStore, SnapshotError } from "../../store/index.js";
 import { dirtyPages, makeMemoryImage, prng, sha256 } from "./memory-image.js";
@@ -174,6 +176,84 @@ describe("ChunkStore damage", () => {
       await w2.write(randomBytes(70 * 1024));
       controller.abort(new Error("spot notice"));
       await expect(w2.finish()).rejects.toMatchObject({ code: "SNAPSHOT_ABORTED" });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("ChunkStore memory bound and streams", () => {
+  it("keeps at most maxBufferedBytes in flight while uploads lag (write() waits)", async () => {
+    // 30 ms per request in front of s3rver, so that uploads fall behind the writer.
+    const proxy = await startShapingProxy({ target: s3.server.endpoint, latencyMs: 30 });
+    const client = new S3Client({
+      endpoint: proxy.endpoint,
+      forcePathStyle: true,
+      region: "us-east-1",
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    });
+    const chunkSize = 64 * 1024;
+    const maxBufferedBytes = 4 * chunkSize;
+    const store = new ChunkStore({
+      client,
+      bucket: s3.bucket,
+      prefix: `t${prefixCounter++}/chunks/`,
+      chunkSize,
+      maxBufferedBytes,
+      uploadConcurrency: 2,
+    });
+    try {
+      const data = randomBytes(64 * chunkSize);
+      const writer = store.createWriter();
+      let peak = 0;
+      for (let o = 0; o < data.length; o += 16 * 1024) {
+        await writer.write(data.subarray(o, o + 16 * 1024));
+        const s = writer.stats;
+        // Chunks cut but not yet uploaded, counted from the public counters.
+        const inFlight = (s.chunksTotal - s.chunksUploaded - s.chunksDeduplicated) * chunkSize;
+        peak = Math.max(peak, inFlight);
+        expect(inFlight).toBeLessThanOrEqual(maxBufferedBytes);
+        expect(writer.bufferedBytes).toBeLessThanOrEqual(maxBufferedBytes);
+      }
+      // The bound was reached, so write() really had to wait.
+      expect(peak).toBe(maxBufferedBytes);
+      const file = await writer.finish();
+      expect((await readAll(store, file)).equals(data)).toBe(true);
+    } finally {
+      await store.close();
+      client.destroy();
+      await proxy.close();
+    }
+  });
+
+  it("writes from a stream and streams a file back", async () => {
+    const store = newStore({ chunkSize: 64 * 1024 });
+    try {
+      const data = randomBytes(1_000_000);
+      const { file, stats } = await store.writeFrom(
+        Readable.from([data.subarray(0, 333), data.subarray(333)]),
+      );
+      expect(stats.bytesWritten).toBe(data.length);
+      const parts: Buffer[] = [];
+      for await (const part of store.openReader(file).stream()) parts.push(part);
+      expect(Buffer.concat(parts).equals(data)).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("stops a read whose signal fires, leaving the store usable", async () => {
+    const store = newStore({ chunkSize: 64 * 1024 });
+    try {
+      const data = randomBytes(300 * 1024);
+      const { file } = await writeAll(store, data);
+      const controller = new AbortController();
+      controller.abort(new Error("restore cancelled"));
+      const reader = store.openReader(file);
+      await expect(reader.read(0, 1000, { signal: controller.signal })).rejects.toMatchObject({
+        code: "SNAPSHOT_ABORTED",
+      });
+      expect((await reader.read(0, 1000)).equals(data.subarray(0, 1000))).toBe(true);
     } finally {
       await store.close();
     }
