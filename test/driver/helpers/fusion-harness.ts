@@ -26,7 +26,8 @@ export interface MountChildOptions {
   requestTimeoutMs?: number;
   maxAttempts?: number;
   statTtlMs?: number;
-  mapChunkAreas?: Array<{ bucket: string; prefix: string }>;
+  chunkAreas?: Array<{ bucket: string; prefix: string }>;
+  chunkStore?: "map" | "real";
 }
 
 // One mount child process with a request channel.

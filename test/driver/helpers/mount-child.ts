@@ -2,20 +2,34 @@
 // {"mounted":path} when ready; answers JSON-line requests on stdin (commit, present, stats);
 // unmounts on SIGTERM/SIGINT. Tests must not access a FUSE mount from the process serving it.
 import { createInterface } from "node:readline";
+import { S3Client } from "@aws-sdk/client-s3";
 import { createLogger } from "../../../common/log.js";
 import { type FusionOptions, mountFusion } from "../../../driver/index.js";
+import { ChunkStore } from "../../../store/index.js";
+import type { ChunkStoreLike } from "../../../store/types.js";
 import { MapChunkStore } from "./map-chunk-store.js";
 
 interface ChildOptions extends Omit<FusionOptions, "chunkedAreas" | "logger"> {
-  mapChunkAreas?: Array<{ bucket: string; prefix: string }>;
+  chunkAreas?: Array<{ bucket: string; prefix: string }>;
+  // "map": the in-test stand-in; "real": store/'s ChunkStore on the same S3 endpoint.
+  chunkStore?: "map" | "real";
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
-const store = new MapChunkStore();
+const { chunkAreas, chunkStore: kind, ...fusionOptions } = options;
+const mapStore = new MapChunkStore();
+let realStore: ChunkStore | undefined;
+let storeClient: S3Client | undefined;
+const storeFor = (bucket: string): ChunkStoreLike => {
+  if (kind !== "real") return mapStore;
+  storeClient ??= new S3Client({ forcePathStyle: true });
+  realStore ??= new ChunkStore({ client: storeClient, bucket, prefix: "chunks/" });
+  return realStore;
+};
 const logger = createLogger("fusion-test", process.env.FUSION_LOG_LEVEL ?? "warn");
 const mount = await mountFusion({
-  ...options,
-  chunkedAreas: (options.mapChunkAreas ?? []).map((a) => ({ ...a, store })),
+  ...fusionOptions,
+  chunkedAreas: (chunkAreas ?? []).map((a) => ({ ...a, store: storeFor(a.bucket) })),
   logger,
 });
 process.stdout.write(`${JSON.stringify({ mounted: mount.mountpoint })}\n`);
@@ -24,13 +38,19 @@ let stopping = false;
 const stop = () => {
   if (stopping) return;
   stopping = true;
-  mount.close().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      logger.error({ err }, "close failed");
-      process.exit(1);
-    },
-  );
+  mount
+    .close()
+    .then(async () => {
+      await realStore?.close();
+      storeClient?.destroy();
+    })
+    .then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "close failed");
+        process.exit(1);
+      },
+    );
 };
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
@@ -48,7 +68,7 @@ lines.on("line", (line) => {
           request.input as Parameters<typeof mount.presentChunkedFiles>[0],
         );
       case "chunks":
-        return [...store.chunks.keys()];
+        return [...mapStore.chunks.keys()];
       default:
         throw new Error(`unknown op ${request.op}`);
     }
