@@ -1,0 +1,74 @@
+import { readFile } from "node:fs/promises";
+import { execa } from "execa";
+import { CriuError } from "../errors.js";
+import { requireCriu } from "./bundle.js";
+
+export interface RunCriuOptions {
+  signal?: AbortSignal;
+  cwd?: string;
+  // CRIU's own log (--log-file); its tail is quoted in errors. Relative paths are
+  // relative to the images directory, as CRIU does.
+  logFile?: string;
+  // File descriptors for the child beyond stdio (e.g. pipes handed over with --inherit-fd).
+  extraFds?: Array<number | "ignore" | "pipe">;
+  // Kill CRIU after this many milliseconds. Default: no limit.
+  timeoutMs?: number;
+  // Whether a non-zero exit throws. Default true.
+  reject?: boolean;
+}
+
+export interface CriuResult {
+  command: string[];
+  exitCode: number;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+// Runs the bundled CRIU with `args`. Every caller goes through here so that the bundle's
+// own loader and libraries are always used. On failure, throws CRIU_FAILED with the
+// command, the exit code and the tail of CRIU's log.
+export async function runCriu(args: string[], options: RunCriuOptions = {}): Promise<CriuResult> {
+  const launcher = requireCriu();
+  const started = performance.now();
+  const result = await execa(launcher, args, {
+    cwd: options.cwd,
+    cancelSignal: options.signal,
+    timeout: options.timeoutMs,
+    reject: false,
+    stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])],
+    forceKillAfterDelay: 2_000,
+  });
+  const out: CriuResult = {
+    command: ["criu", ...args],
+    exitCode: result.exitCode ?? -1,
+    signal: result.signal,
+    stdout: String(result.stdout ?? ""),
+    stderr: String(result.stderr ?? ""),
+    durationMs: performance.now() - started,
+  };
+  if (result.isCanceled) {
+    throw new CriuError("CRIU_ABORTED", `criu ${args[0]} was cancelled`, { cause: options.signal?.reason });
+  }
+  if (out.exitCode !== 0 && options.reject !== false) {
+    const log = options.logFile ? await logTail(options.logFile) : "";
+    const detail = (log || out.stderr).trim().split("\n").slice(-8).join("\n  ");
+    throw new CriuError(
+      "CRIU_FAILED",
+      `criu ${args[0]} exited with ${result.timedOut ? "a timeout" : out.signal ? `signal ${out.signal}` : `code ${out.exitCode}`}${detail ? `:\n  ${detail}` : ""}`,
+    );
+  }
+  return out;
+}
+
+// The last lines of CRIU's log that say what went wrong (errors first), or "".
+async function logTail(path: string): Promise<string> {
+  try {
+    const lines = (await readFile(path, "utf8")).split("\n");
+    const errors = lines.filter((l) => /Error|error|failed|Can't/.test(l) && !l.includes("RLIMIT_NOFILE"));
+    return (errors.length ? errors : lines).slice(-8).join("\n");
+  } catch {
+    return "";
+  }
+}
