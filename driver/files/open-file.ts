@@ -264,7 +264,15 @@ export class OpenFile {
       this.mode = "clean";
       this.dirty = false;
       try {
-        const etag = await stream.finish();
+        let etag = await stream.finish();
+        // A multipart upload took the metadata at its start: apply a later chmod/utimens now.
+        if (stream.started && this.metaChanged) {
+          etag = await this.ctx.upload.s3.copy(
+            { bucket: this.bucket, key: this.key, size: stream.size },
+            { bucket: this.bucket, key: this.key },
+            { meta: this.meta },
+          );
+        }
         this.base = { bucket: this.bucket, key: this.key, etag, size: stream.size };
       } catch (err) {
         // The bytes are gone with the failed upload; the file now reads as it was before.
