@@ -1,4 +1,16 @@
 export { EVENT_MOVES, type TaskEvent, type TaskEventType, taskEventSchema } from "./events.js";
+export type {
+  CreateTaskInput,
+  EventOutcome,
+  EventResult,
+  LaunchRecord,
+  ListOptions,
+  OperationOptions,
+  TaskRegistryOptions,
+  TransitionEntry,
+  TransitionOptions,
+  TransitionResult,
+} from "./registry-types.js";
 export type { RestoreLease } from "./restore-leases.js";
 export {
   canTransition,
@@ -12,17 +24,5 @@ export {
   TRANSITIONS,
 } from "./states.js";
 export type { Arch, Market, TaskRecord } from "./task-record.js";
-export {
-  type CreateTaskInput,
-  type EventOutcome,
-  type EventResult,
-  type LaunchRecord,
-  type ListOptions,
-  type OperationOptions,
-  TaskRegistry,
-  type TaskRegistryOptions,
-  type TransitionEntry,
-  type TransitionOptions,
-  type TransitionResult,
-} from "./task-registry.js";
+export { TaskRegistry } from "./task-registry.js";
 export { summarizeTask, type TaskSummary } from "./task-summary.js";
