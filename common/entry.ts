@@ -10,13 +10,13 @@ export const repoRoot = fromDist ? join(here, "..", "..") : join(here, "..");
 // How to start one of our own entry scripts (given as a path from the repo root without
 // extension, e.g. "cloud/s3/main") as a child process: the compiled JavaScript when this
 // code runs from dist/, the TypeScript source through tsx when it runs from source (tests).
-export function nodeEntry(entry: string): { command: string; args: string[] } {
+export function nodeEntry(entry: string, nodeFlags: string[] = []): { command: string; args: string[] } {
   if (fromDist) {
-    return { command: process.execPath, args: [join(repoRoot, "dist", `${entry}.js`)] };
+    return { command: process.execPath, args: [...nodeFlags, join(repoRoot, "dist", `${entry}.js`)] };
   }
   const source = join(repoRoot, `${entry}.ts`);
   if (!existsSync(source)) {
     throw new Error(`Entry script "${relative(repoRoot, source)}" does not exist`);
   }
-  return { command: process.execPath, args: ["--import", "tsx", source] };
+  return { command: process.execPath, args: [...nodeFlags, "--import", "tsx", source] };
 }

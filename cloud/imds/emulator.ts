@@ -155,7 +155,9 @@ export class ImdsEmulator extends EventEmitter {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? "/", "http://imds");
+    // The SDK joins its endpoint's path ("/") with the request path ("/latest/..."), so
+    // requests arrive as "//latest/..."; the real IMDS accepts repeated slashes too.
+    const url = new URL((req.url ?? "/").replace(/\/{2,}/g, "/"), "http://imds");
     const send = (status: number, body: string, type = "text/plain") => {
       res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
       res.end(body);

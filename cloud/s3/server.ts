@@ -40,7 +40,9 @@ export class S3Server {
   async start(): Promise<void> {
     if (this.child?.running) return;
     await mkdir(this.options.directory, { recursive: true });
-    const { command, args } = nodeEntry("cloud/s3/main");
+    // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only
+    // offers through its legacy provider: without it every listing past 1,000 keys fails.
+    const { command, args } = nodeEntry("cloud/s3/main", ["--openssl-legacy-provider"]);
     this.child = new ManagedChild<number>({
       name: "s3rver",
       command,
