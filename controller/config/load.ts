@@ -22,6 +22,7 @@ export async function loadComputeEnvironment(
   try {
     text = await readFile(path, { encoding: "utf8", signal: options.signal });
   } catch (err) {
+    if ((err as Error).name === "AbortError") throw err;
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
       throw new ConfigError("CONFIG_NOT_FOUND", `Compute environment file "${path}" does not exist`, {
         cause: err,

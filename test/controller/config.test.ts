@@ -288,6 +288,17 @@ describe("loading files", () => {
     });
   });
 
+  it("names a path that cannot be read, and passes an abort through", async () => {
+    await expect(loadComputeEnvironment(dir)).rejects.toMatchObject({
+      code: "CONFIG_UNREADABLE",
+      message: expect.stringContaining(dir),
+    });
+    const examplePath = join(examples, "compute-env.local.yaml");
+    await expect(loadComputeEnvironment(examplePath, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+      name: "AbortError",
+    });
+  });
+
   it("reports YAML syntax errors with the file name", async () => {
     const path = join(dir, "broken.yaml");
     await writeFile(path, "name: [unclosed\nprovider: ec2\n");
