@@ -1,4 +1,5 @@
 export { formatDuration, parseDuration } from "./duration.js";
+export { computeEnvironmentJsonSchema } from "./json-schema.js";
 export {
   type LoadOptions,
   loadComputeEnvironment,

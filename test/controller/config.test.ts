@@ -2,7 +2,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadComputeEnvironment, parseComputeEnvironment } from "../../controller/index.js";
+import {
+  ConfigError,
+  computeEnvironmentJsonSchema,
+  loadComputeEnvironment,
+  parseComputeEnvironment,
+} from "../../controller/index.js";
 
 const examples = join(import.meta.dirname, "../../examples");
 
@@ -52,6 +57,14 @@ describe("compute environment examples", () => {
     expect(env.instanceTypes[0]).toBe("m6i.xlarge");
     expect(env.snapshots.intervalMs).toBe(300_000);
   });
+});
+
+it("examples/compute-env.schema.json is the schema the code generates", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const file = JSON.parse(await readFile(join(examples, "compute-env.schema.json"), "utf8"));
+  // Regenerate with: JSON.stringify(computeEnvironmentJsonSchema(), null, 2)
+  expect(file).toEqual(computeEnvironmentJsonSchema());
+  expect(JSON.stringify(file)).toContain('"maxSpotAttempts"');
 });
 
 describe("defaults", () => {
