@@ -5,11 +5,9 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const main = join(root, "dist", "cli", "main.js");
-if (!existsSync(main)) {
-  process.stderr.write(`snapctl: ${main} is missing; build first with: npm run build (or scripts/setup.sh)\n`);
+const entry = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "cli", "snapctl.js");
+if (!existsSync(entry)) {
+  process.stderr.write(`snapctl: ${entry} is missing; build first with: npm run build (or scripts/setup.sh)\n`);
   process.exit(70);
 }
-const { runCli } = await import(pathToFileURL(main).href);
-process.exitCode = await runCli(process.argv);
+await import(pathToFileURL(entry).href);

@@ -3,3 +3,5 @@ export { LocalCloud, type LocalCloudEndpoints, type LocalCloudOptions, localClou
 export { RedisServer } from "./redis/server.js";
 export { S3Server } from "./s3/server.js";
 export { CloudError } from "./errors.js";
+export { type DaemonState, readDaemonState } from "./daemon-state.js";
+export { startLocalCloudDaemon, stopLocalCloudDaemon } from "./daemon-control.js";
