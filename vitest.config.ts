@@ -5,7 +5,8 @@ import { defineConfig } from "vitest/config";
 // PID namespaces or the machine's two cores.
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "**/*.test.ts"],
+    include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     exclude: ["node_modules/**", "dist/**", ".local/**"],
     pool: "forks",
     fileParallelism: false,
