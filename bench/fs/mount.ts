@@ -23,6 +23,8 @@ export async function startFuseDaemon(options: {
   args: string[];
   mountpoint: string;
   env?: Record<string, string>;
+  // A daemon that unmounts itself on a signal (ours) gets it first; others get fusermount -u.
+  stopSignal?: NodeJS.Signals;
   signal?: AbortSignal;
   timeoutMs?: number;
 }): Promise<FuseMount> {
@@ -64,6 +66,10 @@ export async function startFuseDaemon(options: {
   }
   let closing: Promise<void> | undefined;
   const close = async () => {
+    if (options.stopSignal && !exited && child.pid) {
+      process.kill(child.pid, options.stopSignal);
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    }
     for (let attempt = 0; attempt < 20 && (await isMounted(options.mountpoint)); attempt++) {
       try {
         await run("fusermount", ["-u", options.mountpoint]);

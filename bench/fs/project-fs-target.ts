@@ -4,39 +4,36 @@ import { join } from "node:path";
 import { nodeEntry, repoRoot } from "../../common/entry.js";
 import type { BenchContext } from "../harness/context.js";
 import type { FsSession, FsTarget } from "./fs-target.js";
-import { startFuseDaemon } from "./mount.js";
 import { MountedSession } from "./mounted-session.js";
+import { startFuseDaemon } from "./mount.js";
 
-const required = ["driver/index.ts", "cli/commands/mount.ts"];
-
-// This project's filesystem (driver/) as a user starts it: `snapctl mount <dir>` in the
-// foreground, S3 endpoint and credentials from the environment; keys appear under
-// <dir>/s3/<bucket>/<key>.
+// This project's filesystem (driver/, default options) served by its own process, keys
+// under <mountpoint>/s3/<bucket>/<key>. It is mounted through the driver's public entry
+// (bench/fs/snapfs/main.ts) rather than `snapctl mount`, which does not exist yet; both
+// run the same mountFusion() with the same defaults.
 export const projectFsTarget: FsTarget = {
   name: "spot-snapshots",
-  settings: "snapctl mount (driver/ defaults), endpoint from AWS_ENDPOINT_URL_S3",
+  settings:
+    "driver/ mountFusion() defaults (8 MiB parts, prefetch 8 to 128 MiB, 16 GETs, 16 MiB upload parts x 8, disk block cache in a fresh dir), in its own process",
   async unavailable() {
-    const missing = required.filter((path) => !existsSync(join(repoRoot, path)));
-    return missing.length > 0 ? `not built yet (${missing.join(", ")} missing)` : undefined;
+    return existsSync(join(repoRoot, "driver", "index.ts")) ? undefined : "not built yet (driver/index.ts missing)";
   },
   async open(context: BenchContext): Promise<FsSession> {
     const { endpoint } = context;
     const dir = await mkdtemp(join(context.workDir, "snapfs-"));
     const mountpoint = join(dir, "mnt");
     await mkdir(mountpoint);
-    const { command, args } = nodeEntry("cli/main");
+    const { command, args } = nodeEntry("bench/fs/snapfs/main");
     const mount = await startFuseDaemon({
-      name: "snapctl mount",
+      name: "spot-snapshots driver",
       command,
-      args: [...args, "mount", mountpoint],
+      args: [...args, mountpoint, endpoint.url, endpoint.bucket, join(dir, "cache")],
       env: {
-        AWS_ENDPOINT_URL_S3: endpoint.url,
         AWS_REGION: endpoint.region,
         AWS_ACCESS_KEY_ID: endpoint.accessKeyId,
         AWS_SECRET_ACCESS_KEY: endpoint.secretAccessKey,
-        SNAPCTL_CACHE_DIR: join(dir, "cache"),
-        SNAPCTL_LOG_LEVEL: "warn",
       },
+      stopSignal: "SIGTERM",
       mountpoint,
       signal: context.signal,
     });
