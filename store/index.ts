@@ -4,6 +4,7 @@ export type { ChunkReaderImpl as StoreChunkReader, ChunkReaderOptions } from "./
 export { ChunkStore, type ChunkStoreOptions, DEFAULT_CHUNK_SIZE } from "./chunk/chunk-store.js";
 export type { ChunkWriterImpl as StoreChunkWriter, ChunkWriterOptions } from "./chunk/chunk-writer.js";
 export { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "./errors.js";
+export { downloadImageDir, type ImageDirOptions, uploadImageDir } from "./images/image-dir.js";
 export {
   type CpuinfoRef,
   MANIFEST_SCHEMA_VERSION,

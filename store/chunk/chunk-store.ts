@@ -125,7 +125,7 @@ export class ChunkStore implements ChunkStoreLike {
 
   // Writes a whole stream (a file's read stream, a CRIU image) as one chunked file.
   async writeFrom(
-    source: AsyncIterable<Uint8Array>,
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     options: ChunkWriterOptions = {},
   ): Promise<{ file: ChunkedFile; stats: ChunkStats }> {
     const writer = this.createWriter(options);
