@@ -9,9 +9,10 @@ import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "../../common/log.js";
 import { silentLogger } from "../../common/log.js";
-import { abortError, SnapshotError, SnapshotErrorCode, throwIfAborted } from "../errors.js";
+import { SnapshotError, SnapshotErrorCode, throwIfAborted } from "../errors.js";
 import { isNotFound, type ListedObject, listObjects, s3Error } from "../s3/s3-util.js";
 import type { ChunkedFile, ChunkRef, ChunkStoreLike } from "../types.js";
+import { raceSignal } from "../util/race-signal.js";
 import {
   CHUNK_HEADER_BYTES,
   chunkKey,
@@ -381,25 +382,4 @@ export class ChunkStore implements ChunkStoreLike {
       throw s3Error(err, `Download of chunk ${hash} from s3://${this.bucket}/${key}`, signal);
     }
   }
-}
-
-// `promise`, or SNAPSHOT_ABORTED as soon as `signal` fires (the promise keeps running for
-// its other waiters; its rejection is handled by its owner).
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(abortError(signal, what));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal, what));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
