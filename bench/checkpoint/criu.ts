@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../../common/entry.js";
 import { run } from "../harness/tools.js";
@@ -19,6 +19,7 @@ export async function criuDump(options: {
   logFile: string;
   signal?: AbortSignal;
 }): Promise<{ seconds: number; stats: DumpStats | undefined }> {
+  await mkdir(options.imagesDir, { recursive: true });
   const started = performance.now();
   await run(
     criuBinary(),

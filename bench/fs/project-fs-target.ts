@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { nodeEntry, repoRoot } from "../../common/entry.js";
 import type { BenchContext } from "../harness/context.js";
 import type { FsSession, FsTarget } from "./fs-target.js";
-import { MountedSession } from "./mounted-session.js";
 import { startFuseDaemon } from "./mount.js";
+import { MountedSession } from "./mounted-session.js";
 
 // This project's filesystem (driver/, default options) served by its own process, keys
 // under <mountpoint>/s3/<bucket>/<key>. It is mounted through the driver's public entry
@@ -16,7 +16,9 @@ export const projectFsTarget: FsTarget = {
   settings:
     "driver/ mountFusion() defaults (8 MiB parts, prefetch 8 to 128 MiB, 16 GETs, 16 MiB upload parts x 8, disk block cache in a fresh dir), in its own process",
   async unavailable() {
-    return existsSync(join(repoRoot, "driver", "index.ts")) ? undefined : "not built yet (driver/index.ts missing)";
+    return existsSync(join(repoRoot, "driver", "index.ts"))
+      ? undefined
+      : "not built yet (driver/index.ts missing)";
   },
   async open(context: BenchContext): Promise<FsSession> {
     const { endpoint } = context;

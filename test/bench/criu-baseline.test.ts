@@ -2,10 +2,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { criuDump, criuRestore } from "../../bench/checkpoint/criu.js";
+import { criuBinary, criuDump, criuRestore } from "../../bench/checkpoint/criu.js";
 import { buildHog, finish, HogTask, readNote, waitRunning } from "../../bench/checkpoint/hog.js";
 import { toolVersion } from "../../bench/harness/tools.js";
-import { criuBinary } from "../../bench/checkpoint/criu.js";
 
 const criuWorks = (await toolVersion(criuBinary())) !== undefined && process.getuid?.() === 0;
 

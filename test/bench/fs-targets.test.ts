@@ -3,13 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BenchContext } from "../../bench/harness/context.js";
 import type { FsTarget } from "../../bench/fs/fs-target.js";
 import { runFsWorkload, seedFsObjects } from "../../bench/fs/fs-workloads.js";
 import { rcloneTarget } from "../../bench/fs/rclone-target.js";
+import { countObjects } from "../../bench/fs/s3-checks.js";
 import { s3fsTarget } from "../../bench/fs/s3fs-target.js";
 import { sdkTarget } from "../../bench/fs/sdk-target.js";
-import { countObjects } from "../../bench/fs/s3-checks.js";
+import type { BenchContext } from "../../bench/harness/context.js";
 import { S3Server } from "../../cloud/index.js";
 
 const sizes = { seqBytes: 12 * 1024 * 1024 + 5, randomReads: 8, smallFiles: 12 };
@@ -52,17 +52,26 @@ describe("filesystem benchmark targets", () => {
   });
 
   for (const target of targets) {
-    it.skipIf(target.name !== "sdk" && process.getuid?.() !== 0)(`${target.name}: every workload`, async () => {
-      expect(await target.unavailable()).toBeUndefined();
-      const before = await countObjects(s3, "bench", "");
-      for (const workload of ["seq-write", "seq-read", "random-read", "small-write", "small-read"] as const) {
-        const timing = await runFsWorkload(target, context, workload, sizes, 0);
-        expect(timing.seconds).toBeGreaterThan(0);
-      }
-      // What the writes created was deleted again.
-      expect(await countObjects(s3, "bench", "")).toBe(before);
-      const mounts = await readFile("/proc/self/mountinfo", "utf8");
-      expect(mounts).not.toContain(dir);
-    });
+    it.skipIf(target.name !== "sdk" && process.getuid?.() !== 0)(
+      `${target.name}: every workload`,
+      async () => {
+        expect(await target.unavailable()).toBeUndefined();
+        const before = await countObjects(s3, "bench", "");
+        for (const workload of [
+          "seq-write",
+          "seq-read",
+          "random-read",
+          "small-write",
+          "small-read",
+        ] as const) {
+          const timing = await runFsWorkload(target, context, workload, sizes, 0);
+          expect(timing.seconds).toBeGreaterThan(0);
+        }
+        // What the writes created was deleted again.
+        expect(await countObjects(s3, "bench", "")).toBe(before);
+        const mounts = await readFile("/proc/self/mountinfo", "utf8");
+        expect(mounts).not.toContain(dir);
+      },
+    );
   }
 });

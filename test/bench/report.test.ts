@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,7 +17,15 @@ function results(overrides: Partial<BenchResults> = {}): BenchResults {
     startedAt: "2026-01-01T00:00:00.000Z",
     finishedAt: "2026-01-01T00:10:00.000Z",
     command: "node --import tsx bench/run.ts",
-    machine: { os: "Test OS", kernel: "6.0", cpu: "CPU", cores: 2, memoryGiB: 24, node: "v20", tools: { criu: "4.1.1" } },
+    machine: {
+      os: "Test OS",
+      kernel: "6.0",
+      cpu: "CPU",
+      cores: 2,
+      memoryGiB: 24,
+      node: "v20",
+      tools: { criu: "4.1.1" },
+    },
     settings: {
       quick: false,
       runs: 3,
@@ -111,7 +119,8 @@ describe("benchmark report", () => {
     });
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg).toContain("T &lt;1&gt;");
-    expect(svg.match(/<rect x="190"/g)?.length).toBe(1);
+    // Bars are 12 px high (legend squares 10): one measured bar.
+    expect(svg.match(/height="12"/g)?.length).toBe(1);
     expect(svg).toContain("not measured");
   });
 
@@ -123,7 +132,9 @@ describe("benchmark report", () => {
     const text = await readFile(markdown, "utf8");
     expect(text).toContain("## Results");
     expect(text).toContain("| OS | Test OS, Linux 6.0 |");
-    expect(text).toContain("| 1024 MiB | proxied | naive | first | 1.00 (1.00–1.00) | 20.0 (19.0–21.0) | 1024 MiB |");
+    expect(text).toContain(
+      "| 1024 MiB | proxied | naive | first | 1.00 (1.00–1.00) | 20.0 (19.0–21.0) | 1024 MiB |",
+    );
     expect(text).toContain("![fs-seq-read](fs-seq-read.svg)");
     expect(text).not.toContain("NaN");
     expect((await readdir(dir)).filter((name) => name.endsWith(".svg")).sort()).toEqual([
@@ -160,6 +171,8 @@ describe("benchmark options", () => {
     expect(() => parseBenchOptions(["--workloads", "nope"], "/out")).toThrow(
       expect.objectContaining({ code: "BENCH_BAD_OPTION" }),
     );
-    expect(() => parseBenchOptions(["--runs", "x"], "/out")).toThrow(expect.objectContaining({ code: "BENCH_BAD_OPTION" }));
+    expect(() => parseBenchOptions(["--runs", "x"], "/out")).toThrow(
+      expect.objectContaining({ code: "BENCH_BAD_OPTION" }),
+    );
   });
 });
