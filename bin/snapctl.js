@@ -7,7 +7,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const entry = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "cli", "snapctl.js");
 if (!existsSync(entry)) {
-  process.stderr.write(`snapctl: ${entry} is missing; build first with: npm run build (or scripts/setup.sh)\n`);
+  process.stderr.write(
+    `snapctl: ${entry} is missing; build first with: npm run build (or scripts/setup.sh)\n`,
+  );
   process.exit(70);
 }
 await import(pathToFileURL(entry).href);

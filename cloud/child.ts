@@ -51,14 +51,21 @@ export class ManagedChild<T> {
     try {
       return await new Promise<T>((resolve, reject) => {
         timer = setTimeout(() => {
-          reject(new CloudError("CLOUD_START_TIMEOUT", `${name} did not become ready within ${timeoutMs} ms${this.tail()}`));
+          reject(
+            new CloudError(
+              "CLOUD_START_TIMEOUT",
+              `${name} did not become ready within ${timeoutMs} ms${this.tail()}`,
+            ),
+          );
         }, timeoutMs);
         lines.on("line", (line) => {
           const value = ready(line);
           if (value !== undefined && value !== null && value !== false) resolve(value as T);
         });
         this.process.once("error", (err) =>
-          reject(new CloudError("CLOUD_START_FAILED", `Cannot start ${name}: ${err.message}`, { cause: err })),
+          reject(
+            new CloudError("CLOUD_START_FAILED", `Cannot start ${name}: ${err.message}`, { cause: err }),
+          ),
         );
         this.process.once("exit", (code, signal) =>
           reject(

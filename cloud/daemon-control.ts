@@ -32,10 +32,7 @@ export async function startLocalCloudDaemon(
     await new Promise((r) => setTimeout(r, 100));
   }
   if (child.pid && isAlive(child.pid)) process.kill(child.pid, "SIGTERM");
-  throw new CloudError(
-    "CLOUD_START_FAILED",
-    `The local cloud did not start; its log is ${logFile}`,
-  );
+  throw new CloudError("CLOUD_START_FAILED", `The local cloud did not start; its log is ${logFile}`);
 }
 
 // Stops the running local cloud (SIGTERM, then SIGKILL after `graceMs`). Returns the

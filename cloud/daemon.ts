@@ -2,7 +2,7 @@
 // SIGINT, with its state recorded in $SNAPCTL_HOME/local-cloud.json while it runs.
 // Usage: daemon.js <home> <logFile>
 import { mkdir } from "node:fs/promises";
-import { removeDaemonState, daemonDirectory, writeDaemonState } from "./daemon-state.js";
+import { daemonDirectory, removeDaemonState, writeDaemonState } from "./daemon-state.js";
 import { LocalCloud } from "./local-cloud.js";
 
 const [home, logFile = ""] = process.argv.slice(2);

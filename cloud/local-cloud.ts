@@ -91,7 +91,9 @@ export class LocalCloud {
 }
 
 // The environment that points the AWS SDKs and snapctl at a local cloud's endpoints.
-export function localCloudEnv(e: Pick<LocalCloudEndpoints, "s3" | "redis" | "imds" | "region">): Record<string, string> {
+export function localCloudEnv(
+  e: Pick<LocalCloudEndpoints, "s3" | "redis" | "imds" | "region">,
+): Record<string, string> {
   return {
     AWS_ENDPOINT_URL_S3: e.s3,
     AWS_EC2_METADATA_SERVICE_ENDPOINT: e.imds,

@@ -45,7 +45,9 @@ export default async function setup(): Promise<() => Promise<void>> {
       const newMounts = (await fuseMounts()).filter((m) => !mountsBefore.has(m));
       leakedMounts = process.env.CI ? newMounts : [];
       if (!process.env.CI && newMounts.length && i === 49) {
-        console.warn(`FUSE mounts that appeared during this run (maybe another run's): ${newMounts.join(", ")}`);
+        console.warn(
+          `FUSE mounts that appeared during this run (maybe another run's): ${newMounts.join(", ")}`,
+        );
       }
       leakedProcesses = [...(await ourProcesses())].map(([pid, cmd]) => `${pid}: ${cmd}`);
       if (leakedMounts.length === 0 && leakedProcesses.length === 0) return;

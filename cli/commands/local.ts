@@ -1,9 +1,16 @@
 import type { Command } from "commander";
-import { localCloudEnv, readDaemonState, startLocalCloudDaemon, stopLocalCloudDaemon } from "../../cloud/index.js";
+import {
+  localCloudEnv,
+  readDaemonState,
+  startLocalCloudDaemon,
+  stopLocalCloudDaemon,
+} from "../../cloud/index.js";
 
 // `snapctl local up|down|status|env`: the embedded local cloud as a background service.
 export function registerLocal(program: Command): void {
-  const local = program.command("local").description("Run the embedded local cloud (S3, Redis, IMDS) on loopback");
+  const local = program
+    .command("local")
+    .description("Run the embedded local cloud (S3, Redis, IMDS) on loopback");
 
   local
     .command("up")
@@ -22,7 +29,7 @@ export function registerLocal(program: Command): void {
           `  S3    ${e.s3}  buckets: ${e.buckets.join(", ")}`,
           `  Redis ${e.redis}`,
           `  IMDS  ${e.imds}`,
-          "point a shell at it with: eval \"$(snapctl local env)\"",
+          'point a shell at it with: eval "$(snapctl local env)"',
           "",
         ].join("\n"),
       );
@@ -34,8 +41,12 @@ export function registerLocal(program: Command): void {
     .option("--json", "print the result as JSON")
     .action(async (options: { json?: boolean }) => {
       const stopped = await stopLocalCloudDaemon();
-      if (options.json) process.stdout.write(`${JSON.stringify({ stopped: Boolean(stopped), pid: stopped?.pid })}\n`);
-      else process.stdout.write(stopped ? `local cloud stopped (pid ${stopped.pid})\n` : "no local cloud was running\n");
+      if (options.json)
+        process.stdout.write(`${JSON.stringify({ stopped: Boolean(stopped), pid: stopped?.pid })}\n`);
+      else
+        process.stdout.write(
+          stopped ? `local cloud stopped (pid ${stopped.pid})\n` : "no local cloud was running\n",
+        );
     });
 
   local
@@ -45,7 +56,10 @@ export function registerLocal(program: Command): void {
     .action(async (options: { json?: boolean }) => {
       const state = await readDaemonState();
       if (options.json) process.stdout.write(`${JSON.stringify(state ?? null)}\n`);
-      else process.stdout.write(state ? `running (pid ${state.pid}): ${JSON.stringify(state.endpoints)}\n` : "not running\n");
+      else
+        process.stdout.write(
+          state ? `running (pid ${state.pid}): ${JSON.stringify(state.endpoints)}\n` : "not running\n",
+        );
       if (!state) process.exitCode = 1;
     });
 
@@ -59,6 +73,7 @@ export function registerLocal(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      for (const [k, v] of Object.entries(localCloudEnv(state.endpoints))) process.stdout.write(`export ${k}=${v}\n`);
+      for (const [k, v] of Object.entries(localCloudEnv(state.endpoints)))
+        process.stdout.write(`export ${k}=${v}\n`);
     });
 }

@@ -1,9 +1,9 @@
-import { ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
-import { MetadataService } from "@aws-sdk/ec2-metadata-service";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { MetadataService } from "@aws-sdk/ec2-metadata-service";
 import { execa } from "execa";
 import { Redis } from "ioredis";
 import { detectCriuFeatures, requireCriu } from "../../criu/index.js";
@@ -40,7 +40,9 @@ export async function checkCriu(): Promise<CheckResult[]> {
   try {
     launcher = requireCriu();
   } catch (err) {
-    return [{ name, ok: false, required: true, detail: (err as Error).message, fix: "run criu/bundle/install.sh" }];
+    return [
+      { name, ok: false, required: true, detail: (err as Error).message, fix: "run criu/bundle/install.sh" },
+    ];
   }
   try {
     const f = await bounded((signal) => detectCriuFeatures({ signal, fresh: true }));
@@ -49,8 +51,12 @@ export async function checkCriu(): Promise<CheckResult[]> {
         name,
         ok: f.checkOk,
         required: true,
-        detail: f.checkOk ? `criu ${f.version} at ${launcher}: criu check looks good` : `criu check failed: ${f.checkMessage}`,
-        fix: f.checkOk ? undefined : "run as root on a kernel with CONFIG_CHECKPOINT_RESTORE; see docs/troubleshooting in README",
+        detail: f.checkOk
+          ? `criu ${f.version} at ${launcher}: criu check looks good`
+          : `criu check failed: ${f.checkMessage}`,
+        fix: f.checkOk
+          ? undefined
+          : "run as root on a kernel with CONFIG_CHECKPOINT_RESTORE; see docs/troubleshooting in README",
       },
       {
         name: "CRIU features",
@@ -65,14 +71,28 @@ export async function checkCriu(): Promise<CheckResult[]> {
     ];
     return results;
   } catch (err) {
-    return [{ name, ok: false, required: true, detail: (err as Error).message, fix: "reinstall with criu/bundle/install.sh" }];
+    return [
+      {
+        name,
+        ok: false,
+        required: true,
+        detail: (err as Error).message,
+        fix: "reinstall with criu/bundle/install.sh",
+      },
+    ];
   }
 }
 
 export async function checkFuse(): Promise<CheckResult> {
   const name = "FUSE";
   if (!existsSync("/dev/fuse")) {
-    return { name, ok: false, required: true, detail: "/dev/fuse is missing", fix: "load the fuse module (modprobe fuse), or run the container with --device /dev/fuse --cap-add SYS_ADMIN" };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: "/dev/fuse is missing",
+      fix: "load the fuse module (modprobe fuse), or run the container with --device /dev/fuse --cap-add SYS_ADMIN",
+    };
   }
   const dir = await mkdtemp(join(tmpdir(), "snap-doctor-fuse-"));
   let Fuse: FuseClass;
@@ -80,14 +100,30 @@ export async function checkFuse(): Promise<CheckResult> {
     Fuse = (await import("fuse-native")).default as unknown as FuseClass;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
-    return { name, ok: false, required: true, detail: `fuse-native does not load: ${(err as Error).message}`, fix: "run scripts/setup.sh (npm install builds it)" };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: `fuse-native does not load: ${(err as Error).message}`,
+      fix: "run scripts/setup.sh (npm install builds it)",
+    };
   }
   // A one-file filesystem: mounted, read through the kernel by a child process, unmounted.
   const fuse = new Fuse(
     dir,
     {
       getattr: (path: string, cb: (code: number, stat?: unknown) => void) => {
-        if (path === "/") return cb(0, { mtime: new Date(), atime: new Date(), ctime: new Date(), size: 4096, mode: 0o40755, uid: 0, gid: 0, nlink: 2 });
+        if (path === "/")
+          return cb(0, {
+            mtime: new Date(),
+            atime: new Date(),
+            ctime: new Date(),
+            size: 4096,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+            nlink: 2,
+          });
         return cb(-2); // ENOENT
       },
       readdir: (_path: string, cb: (code: number, names?: string[]) => void) => cb(0, []),
@@ -95,7 +131,9 @@ export async function checkFuse(): Promise<CheckResult> {
     { force: true, mkdir: false },
   );
   try {
-    await new Promise<void>((resolve, reject) => fuse.mount((err?: Error) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      fuse.mount((err?: Error) => (err ? reject(err) : resolve())),
+    );
     try {
       await execa("stat", ["-f", "-c", "%T", dir], { timeout: TIMEOUT_MS });
       return { name, ok: true, required: true, detail: "mounted and read a test filesystem" };
@@ -103,7 +141,13 @@ export async function checkFuse(): Promise<CheckResult> {
       await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
     }
   } catch (err) {
-    return { name, ok: false, required: true, detail: `cannot mount: ${(err as Error).message}`, fix: "run as root (or with CAP_SYS_ADMIN) and install fuse: apt-get install -y fuse libfuse2" };
+    return {
+      name,
+      ok: false,
+      required: true,
+      detail: `cannot mount: ${(err as Error).message}`,
+      fix: "run as root (or with CAP_SYS_ADMIN) and install fuse: apt-get install -y fuse libfuse2",
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -111,8 +155,12 @@ export async function checkFuse(): Promise<CheckResult> {
 
 export async function checkS3(): Promise<CheckResult> {
   const name = "S3";
-  const endpoint = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "the AWS default endpoint";
-  const client = new S3Client({ forcePathStyle: process.env.SNAPCTL_S3_FORCE_PATH_STYLE === "1", maxAttempts: 1 });
+  const endpoint =
+    process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "the AWS default endpoint";
+  const client = new S3Client({
+    forcePathStyle: process.env.SNAPCTL_S3_FORCE_PATH_STYLE === "1",
+    maxAttempts: 1,
+  });
   try {
     const out = await bounded((abortSignal) => client.send(new ListBucketsCommand({}), { abortSignal }));
     const names = (out.Buckets ?? []).map((b) => b.Name).join(", ");
@@ -133,7 +181,12 @@ export async function checkS3(): Promise<CheckResult> {
 export async function checkRedis(): Promise<CheckResult> {
   const name = "Redis";
   const url = process.env.SNAPCTL_REDIS_URL ?? "redis://127.0.0.1:6379";
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: TIMEOUT_MS, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   redis.on("error", () => {});
   try {
     await redis.connect();

@@ -100,10 +100,14 @@ export class ImdsEmulator extends EventEmitter {
       deadline: now + (options.in ?? 120) * 1000,
     };
     if (!["terminate", "stop", "hibernate"].includes(interruption.action)) {
-      throw new Error(`Unknown interruption action "${interruption.action}": use terminate, stop or hibernate`);
+      throw new Error(
+        `Unknown interruption action "${interruption.action}": use terminate, stop or hibernate`,
+      );
     }
     if (interruption.deadline < interruption.noticeAt) {
-      throw new Error(`Interruption deadline (in ${options.in}s) is before its notice (after ${options.noticeAfter}s)`);
+      throw new Error(
+        `Interruption deadline (in ${options.in}s) is before its notice (after ${options.noticeAfter}s)`,
+      );
     }
     this.interruption = interruption;
     this.timers.push(
@@ -123,7 +127,10 @@ export class ImdsEmulator extends EventEmitter {
     switch (path) {
       case "":
       case "/":
-        return { status: 200, body: ["instance-id", "instance-type", "placement/", "spot/", "events/"].join("\n") };
+        return {
+          status: 200,
+          body: ["instance-id", "instance-type", "placement/", "spot/", "events/"].join("\n"),
+        };
       case "/instance-id":
         return { status: 200, body: this.instanceId };
       case "/instance-type":
@@ -143,11 +150,13 @@ export class ImdsEmulator extends EventEmitter {
       }
       case "/spot/termination-time": {
         const i = this.interruption;
-        if (!i || i.action !== "terminate" || now < i.noticeAt) return { status: 404, body: "Not Found" };
+        if (i === undefined || i.action !== "terminate" || now < i.noticeAt)
+          return { status: 404, body: "Not Found" };
         return { status: 200, body: awsTime(i.deadline) };
       }
       case "/events/recommendations/rebalance":
-        if (this.rebalanceAt === undefined || now < this.rebalanceAt) return { status: 404, body: "Not Found" };
+        if (this.rebalanceAt === undefined || now < this.rebalanceAt)
+          return { status: 404, body: "Not Found" };
         return { status: 200, body: JSON.stringify({ noticeTime: awsTime(this.rebalanceAt) }) };
       default:
         return { status: 404, body: "Not Found" };
@@ -166,29 +175,41 @@ export class ImdsEmulator extends EventEmitter {
       this.control(req, url, send);
       return;
     }
+    const answer = this.answer(req, url);
+    if (answer.ttl) res.setHeader(TTL_HEADER, answer.ttl);
+    send(answer.status, answer.body, answer.type);
+  }
+
+  // The IMDSv2 answer to one request: token issue, token check, then metadata.
+  private answer(
+    req: IncomingMessage,
+    url: URL,
+  ): { status: number; body: string; type?: string; ttl?: string } {
     if (url.pathname === "/latest/api/token") {
-      if (req.method !== "PUT") return send(405, "Method Not Allowed");
+      if (req.method !== "PUT") return { status: 405, body: "Method Not Allowed" };
       // IMDSv2 refuses token requests that came through a proxy (X-Forwarded-For).
-      if (req.headers["x-forwarded-for"]) return send(403, "Forbidden");
+      if (req.headers["x-forwarded-for"]) return { status: 403, body: "Forbidden" };
       const ttl = Number(req.headers[TTL_HEADER]);
-      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 21600) return send(400, "Bad Request");
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 21600) return { status: 400, body: "Bad Request" };
       const token = randomBytes(32).toString("base64");
       this.tokens.set(token, this.now() + ttl * 1000);
-      res.setHeader(TTL_HEADER, String(ttl));
-      return send(200, token);
+      return { status: 200, body: token, ttl: String(ttl) };
     }
-    if (!url.pathname.startsWith("/latest/meta-data")) return send(404, "Not Found");
-    if (req.method !== "GET" && req.method !== "HEAD") return send(405, "Method Not Allowed");
+    if (!url.pathname.startsWith("/latest/meta-data")) return { status: 404, body: "Not Found" };
+    if (req.method !== "GET" && req.method !== "HEAD") return { status: 405, body: "Method Not Allowed" };
     const token = req.headers[TOKEN_HEADER];
     const expires = typeof token === "string" ? this.tokens.get(token) : undefined;
-    if (expires === undefined || expires < this.now()) return send(401, "Unauthorized");
-    const answer = this.metadata(url.pathname.slice("/latest/meta-data".length));
-    send(answer.status, answer.body, answer.type);
+    if (expires === undefined || expires < this.now()) return { status: 401, body: "Unauthorized" };
+    return this.metadata(url.pathname.slice("/latest/meta-data".length));
   }
 
   // Control API (not part of AWS's): POST /_emulator/interrupt {in, noticeAfter, action},
   // POST /_emulator/rebalance {after}, GET /_emulator/state.
-  private control(req: IncomingMessage, url: URL, send: (status: number, body: string, type?: string) => void): void {
+  private control(
+    req: IncomingMessage,
+    url: URL,
+    send: (status: number, body: string, type?: string) => void,
+  ): void {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
@@ -220,7 +241,11 @@ export class ImdsEmulator extends EventEmitter {
             "application/json",
           );
         }
-        send(404, JSON.stringify({ error: `no control endpoint ${req.method} ${url.pathname}` }), "application/json");
+        send(
+          404,
+          JSON.stringify({ error: `no control endpoint ${req.method} ${url.pathname}` }),
+          "application/json",
+        );
       } catch (err) {
         send(400, JSON.stringify({ error: (err as Error).message }), "application/json");
       }

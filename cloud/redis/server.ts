@@ -24,7 +24,8 @@ export class RedisServer {
   constructor(private options: RedisServerOptions) {
     this.host = options.host ?? "127.0.0.1";
     this.port = options.port ?? 0;
-    this.binary = options.binary ?? (existsSync("/usr/bin/redis-server") ? "/usr/bin/redis-server" : "redis-server");
+    this.binary =
+      options.binary ?? (existsSync("/usr/bin/redis-server") ? "/usr/bin/redis-server" : "redis-server");
   }
 
   get url(): string {
@@ -50,15 +51,24 @@ export class RedisServer {
         name: "redis-server",
         command: this.binary,
         args: [
-          "--port", String(port),
-          "--bind", this.host,
-          "--dir", this.options.directory,
-          "--save", "",
-          "--appendonly", "no",
-          "--daemonize", "no",
-          "--protected-mode", "yes",
-          "--loglevel", "notice",
-          "--logfile", "",
+          "--port",
+          String(port),
+          "--bind",
+          this.host,
+          "--dir",
+          this.options.directory,
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--daemonize",
+          "no",
+          "--protected-mode",
+          "yes",
+          "--loglevel",
+          "notice",
+          "--logfile",
+          "",
         ],
         ready: (line) => line.includes("Ready to accept connections") || undefined,
       });
@@ -72,7 +82,11 @@ export class RedisServer {
         const inUse = String((err as Error).message).includes("Address already in use");
         if (!inUse || fixedPort || attempt >= 5) {
           if ((err as NodeJS.ErrnoException).cause && String(err).includes("ENOENT")) {
-            throw new CloudError("CLOUD_REDIS_MISSING", `redis-server not found at "${this.binary}": install it with apt-get install -y redis-server`, { cause: err });
+            throw new CloudError(
+              "CLOUD_REDIS_MISSING",
+              `redis-server not found at "${this.binary}": install it with apt-get install -y redis-server`,
+              { cause: err },
+            );
           }
           throw err;
         }

@@ -19,7 +19,9 @@ export interface CriuFeatures {
 // never guesses; memoized per process because the kernel does not change under us.
 let cached: Promise<CriuFeatures> | undefined;
 
-export function detectCriuFeatures(options: { signal?: AbortSignal; fresh?: boolean } = {}): Promise<CriuFeatures> {
+export function detectCriuFeatures(
+  options: { signal?: AbortSignal; fresh?: boolean } = {},
+): Promise<CriuFeatures> {
   if (!cached || options.fresh) {
     cached = probe(options.signal);
     cached.catch(() => {

@@ -2,7 +2,10 @@ import { readFile } from "node:fs/promises";
 
 // The PID of the namespace init that `unshare --pid --fork` started: its only child.
 // That process (a session leader by setsid) is the root CRIU dumps.
-export async function namespaceInit(unsharePid: number, options: { timeoutMs?: number } = {}): Promise<number> {
+export async function namespaceInit(
+  unsharePid: number,
+  options: { timeoutMs?: number } = {},
+): Promise<number> {
   const deadline = Date.now() + (options.timeoutMs ?? 5_000);
   for (;;) {
     try {
@@ -12,7 +15,8 @@ export async function namespaceInit(unsharePid: number, options: { timeoutMs?: n
     } catch {
       // not there yet, or gone: retried until the deadline
     }
-    if (Date.now() > deadline) throw new Error(`unshare (pid ${unsharePid}) started no namespace init in time`);
+    if (Date.now() > deadline)
+      throw new Error(`unshare (pid ${unsharePid}) started no namespace init in time`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -24,5 +28,11 @@ export async function namespaceInit(unsharePid: number, options: { timeoutMs?: n
 // --kill-child sets PDEATHSIG); CRIU keeps that signal, so a tree dumped this way must be
 // restored without -d (CRIU staying its parent), or it is killed when CRIU exits.
 export function pidNamespacePrefix(options: { killWithParent?: boolean } = {}): string[] {
-  return ["unshare", "--pid", "--fork", ...(options.killWithParent === false ? [] : ["--kill-child"]), "setsid"];
+  return [
+    "unshare",
+    "--pid",
+    "--fork",
+    ...(options.killWithParent === false ? [] : ["--kill-child"]),
+    "setsid",
+  ];
 }

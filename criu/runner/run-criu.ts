@@ -37,7 +37,8 @@ export async function runCriu(args: string[], options: RunCriuOptions = {}): Pro
     cancelSignal: options.signal,
     timeout: options.timeoutMs,
     reject: false,
-    stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])],
+    // execa passes numbers through as inherited descriptors; its types only list them for fds 0-2.
+    stdio: ["ignore", "pipe", "pipe", ...((options.extraFds ?? []) as never[])],
     forceKillAfterDelay: 2_000,
   });
   const out: CriuResult = {

@@ -32,7 +32,10 @@ describe("snapctl doctor", () => {
     await cloud.redis.stop();
     const result = await snapctl(["doctor", "--json"], { env: { ...cloud.env(), SNAPCTL_HOME: home } });
     expect(result.exitCode).not.toBe(0);
-    const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean; fix?: string }> };
+    const report = JSON.parse(result.stdout) as {
+      ok: boolean;
+      checks: Array<{ name: string; ok: boolean; fix?: string }>;
+    };
     expect(report.ok).toBe(false);
     const failed = report.checks.filter((c) => !c.ok);
     expect(failed.map((c) => c.name)).toEqual(["Redis"]);

@@ -19,14 +19,23 @@ describe("snapctl local up / down", () => {
     const env = { SNAPCTL_HOME: home };
     const up = await snapctl(["local", "up", "--json"], { env });
     expect(up.exitCode).toBe(0);
-    const endpoints = JSON.parse(up.stdout) as { s3: string; redis: string; imds: string; pid: number; started: boolean };
+    const endpoints = JSON.parse(up.stdout) as {
+      s3: string;
+      redis: string;
+      imds: string;
+      pid: number;
+      started: boolean;
+    };
     expect(endpoints.started).toBe(true);
     expect(endpoints.s3).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(endpoints.redis).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
     expect(endpoints.imds).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
 
     // A second `up` finds the running one; doctor uses it without any other configuration.
-    const again = JSON.parse((await snapctl(["local", "up", "--json"], { env })).stdout) as { pid: number; started: boolean };
+    const again = JSON.parse((await snapctl(["local", "up", "--json"], { env })).stdout) as {
+      pid: number;
+      started: boolean;
+    };
     expect(again).toMatchObject({ pid: endpoints.pid, started: false });
     const doctor = await snapctl(["doctor"], { env });
     expect(doctor.stdout).toContain("all checks passed");

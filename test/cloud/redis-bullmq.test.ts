@@ -1,7 +1,7 @@
-import { Queue, QueueEvents, Worker } from "bullmq";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Queue, QueueEvents, Worker } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisServer } from "../../cloud/index.js";
 

@@ -1,3 +1,7 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -8,10 +12,6 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import pLimit from "p-limit";
-import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { S3Server } from "../../cloud/index.js";
 
@@ -46,7 +46,9 @@ describe("embedded S3 (s3rver) through @aws-sdk/client-s3", () => {
     expect(Buffer.from(await whole.Body!.transformToByteArray()).equals(body)).toBe(true);
     const ranged = await s3.send(new GetObjectCommand({ Bucket, Key: "a/b.bin", Range: "bytes=1000-1999" }));
     expect(ranged.ContentRange).toBe("bytes 1000-1999/100000");
-    expect(Buffer.from(await ranged.Body!.transformToByteArray()).equals(body.subarray(1000, 2000))).toBe(true);
+    expect(Buffer.from(await ranged.Body!.transformToByteArray()).equals(body.subarray(1000, 2000))).toBe(
+      true,
+    );
   });
 
   it("completes a multipart upload of 3 parts", async () => {
@@ -60,7 +62,12 @@ describe("embedded S3 (s3rver) through @aws-sdk/client-s3", () => {
       done.push({ ETag, PartNumber: i + 1 });
     }
     const result = await s3.send(
-      new CompleteMultipartUploadCommand({ Bucket, Key: "multi.bin", UploadId, MultipartUpload: { Parts: done } }),
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key: "multi.bin",
+        UploadId,
+        MultipartUpload: { Parts: done },
+      }),
     );
     expect(result.ETag).toBeTruthy();
     const got = await s3.send(new GetObjectCommand({ Bucket, Key: "multi.bin" }));
@@ -70,7 +77,9 @@ describe("embedded S3 (s3rver) through @aws-sdk/client-s3", () => {
   it("lists more than 1,000 keys across pages", async () => {
     const limit = pLimit(16);
     const keys = Array.from({ length: 1_234 }, (_, i) => `many/${String(i).padStart(5, "0")}`);
-    await Promise.all(keys.map((Key) => limit(() => s3.send(new PutObjectCommand({ Bucket, Key, Body: Key })))));
+    await Promise.all(
+      keys.map((Key) => limit(() => s3.send(new PutObjectCommand({ Bucket, Key, Body: Key })))),
+    );
     const seen: string[] = [];
     let ContinuationToken: string | undefined;
     let pages = 0;

@@ -69,8 +69,16 @@ describe("CRIU through the wrapper", () => {
       // The task's stdout was the FIFO at `out.path`; --inherit-fd replaces it with our new one.
       await runCriu(
         [
-          "restore", "-D", images, "-d", "--pidfile", pidfile, "--log-file", `restore-${n}.log`,
-          "--inherit-fd", `fd[3]:${out.path.slice(1)}`,
+          "restore",
+          "-D",
+          images,
+          "-d",
+          "--pidfile",
+          pidfile,
+          "--log-file",
+          `restore-${n}.log`,
+          "--inherit-fd",
+          `fd[3]:${out.path.slice(1)}`,
         ],
         { extraFds: [copy.writeFd], logFile: join(images, `restore-${n}.log`) },
       );
@@ -91,7 +99,9 @@ describe("CRIU through the wrapper", () => {
     const images = join(dir, "bad");
     await mkdir(images);
     await expect(
-      runCriu(["dump", "-t", "999999", "-D", images, "--log-file", "dump.log"], { logFile: join(images, "dump.log") }),
+      runCriu(["dump", "-t", "999999", "-D", images, "--log-file", "dump.log"], {
+        logFile: join(images, "dump.log"),
+      }),
     ).rejects.toMatchObject({ code: "CRIU_FAILED" });
   });
 });

@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { repoRoot } from "../../common/entry.js";
 
 const COMPONENTS = ["agent", "bench", "cli", "cloud", "common", "controller", "criu", "driver", "store"];
-const CODE = /["'`]((?:CLOUD|CRIU|DRIVER|SNAPSHOT|CONFIG|REGISTRY|PROVIDER|AGENT|BENCH|CONTROLLER)_[A-Z0-9_]+)["'`]/g;
+const CODE =
+  /["'`]((?:CLOUD|CRIU|DRIVER|SNAPSHOT|CONFIG|REGISTRY|PROVIDER|AGENT|BENCH|CONTROLLER)_[A-Z0-9_]+)["'`]/g;
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -38,7 +39,9 @@ describe("error codes", () => {
       ].map((f) => readFile(f, "utf8").catch(() => "")),
     );
     const text = docs.join("\n");
-    const missing = [...used].filter(([code]) => !text.includes(code)).map(([code, file]) => `${code} (${file})`);
+    const missing = [...used]
+      .filter(([code]) => !text.includes(code))
+      .map(([code, file]) => `${code} (${file})`);
     expect(missing).toEqual([]);
   });
 });
