@@ -191,16 +191,27 @@ export class SnapshotRepository {
       );
     }
     try {
+      // If-None-Match makes create-only atomic where S3 supports it (AWS since 2024), so two
+      // committers of one generation cannot both win; the HEAD above covers the others.
       await this.store.client.send(
         new PutObjectCommand({
           Bucket: this.store.bucket,
           Key: key,
           Body: body,
           ContentType: "application/json",
+          IfNoneMatch: "*",
         }),
         { abortSignal: signal },
       );
     } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 412 || status === 409) {
+        throw new SnapshotError(
+          SnapshotErrorCode.GenerationExists,
+          `Task "${this.task}" already has generation ${manifest.generation} (s3://${this.store.bucket}/${key})`,
+          { generation: manifest.generation, cause: err },
+        );
+      }
       throw s3Error(err, `Writing manifest s3://${this.store.bucket}/${key}`, signal);
     }
     this.logger.info({ task: this.task, generation: manifest.generation, key }, "snapshot committed");
