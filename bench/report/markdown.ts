@@ -109,6 +109,23 @@ export function renderResults(results: BenchResults, charts: Map<string, string>
       );
     }
     push("");
+    const limits = results.fs.filter((f) => f.target === "sdk");
+    if (limits.length > 0) {
+      push(
+        "Relative to the SDK limit of the same workload and profile (median throughput / the SDK's):",
+        "",
+        "| Workload | Profile | Target | % of the SDK limit |",
+        "| --- | --- | --- | --- |",
+      );
+      for (const f of results.fs) {
+        const limit = limits.find((l) => l.workload === f.workload && l.profile === f.profile);
+        if (f.target === "sdk" || !limit || !(limit.mbPerSec.median > 0) || !(f.mbPerSec.runs > 0)) continue;
+        push(
+          `| ${f.workload} | ${f.profile} | ${f.target} | ${formatValue((100 * f.mbPerSec.median) / limit.mbPerSec.median)}% |`,
+        );
+      }
+      push("");
+    }
     for (const [name, svg] of charts) if (name.startsWith("fs-")) push(`![${name}](${svg})`, "");
   }
 
