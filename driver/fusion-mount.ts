@@ -259,8 +259,9 @@ export class FusionMount {
         this.logger.error({ err: e }, "fusermount -u -z failed"),
       );
     }
+    const reads = this.source?.stats;
     await this.release();
-    this.logger.info({ mountpoint: this.mountpoint }, "fusion unmounted");
+    this.logger.info({ mountpoint: this.mountpoint, reads }, "fusion unmounted");
   }
 
   private async release(): Promise<void> {

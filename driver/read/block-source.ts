@@ -71,7 +71,11 @@ export class BlockSource {
   private inflightBytes = 0;
   private readonly gets: Semaphore;
   private readonly runs = new Set<Promise<void>>();
+  // Disk cache reads in progress, shared by every reader of the block.
+  private readonly loading = new Map<string, Promise<Buffer | undefined>>();
   private closed = false;
+  // Where blocks came from, for logs and benchmarks.
+  readonly stats = { memoryHits: 0, inflightHits: 0, diskHits: 0, fetchedBlocks: 0, gets: 0 };
 
   constructor(private readonly o: BlockSourceOptions) {
     this.memory = new LRUCache<string, Buffer>({
@@ -103,15 +107,18 @@ export class BlockSource {
   async read(obj: ObjectVersion, index: number, need: number, runBlocks: number): Promise<Buffer> {
     const id = this.id(obj, index);
     const hit = this.memory.get(id);
-    if (hit) return hit;
+    if (hit) {
+      this.stats.memoryHits++;
+      return hit;
+    }
     const pending = this.inflight.get(id);
-    if (pending) return await pending.wait(need);
-    if (this.o.cache.has({ ...obj, index })) {
-      const data = await this.o.cache.get({ ...obj, index });
-      if (data && data.length === this.blockLength(obj, index)) {
-        this.memory.set(id, data);
-        return data;
-      }
+    if (pending) {
+      this.stats.inflightHits++;
+      return await pending.wait(need);
+    }
+    if (this.loading.has(id) || this.o.cache.has({ ...obj, index })) {
+      const data = await this.loadFromDisk(obj, index);
+      if (data) return data;
     }
     const again = this.inflight.get(id);
     if (again) return await again.wait(need);
@@ -128,6 +135,24 @@ export class BlockSource {
     return await started.wait(need);
   }
 
+  // Reads a block from the disk cache into memory (undefined when missing or damaged).
+  private loadFromDisk(obj: ObjectVersion, index: number): Promise<Buffer | undefined> {
+    const id = this.id(obj, index);
+    const existing = this.loading.get(id);
+    if (existing) return existing;
+    const load = this.o.cache
+      .get({ ...obj, index })
+      .then((data) => {
+        if (!data || data.length !== this.blockLength(obj, index)) return undefined;
+        this.stats.diskHits++;
+        this.memory.set(id, data);
+        return data;
+      })
+      .finally(() => this.loading.delete(id));
+    this.loading.set(id, load);
+    return load;
+  }
+
   // Starts background fetches of the missing blocks in [from, to), a part per GET, while the
   // memory budget allows.
   prefetch(obj: ObjectVersion, from: number, to: number): void {
@@ -135,7 +160,14 @@ export class BlockSource {
     const last = Math.min(to, Math.ceil(obj.size / this.o.blockSize));
     for (let i = from; i < last; ) {
       if (this.inflightBytes >= this.o.readMemory / 2) return;
-      if (this.present(obj, i)) {
+      const id = this.id(obj, i);
+      if (this.memory.has(id) || this.inflight.has(id) || this.loading.has(id)) {
+        i++;
+        continue;
+      }
+      if (this.o.cache.has({ ...obj, index: i })) {
+        // Cached on disk: bring it into memory ahead of the reader (a few reads at a time).
+        if (this.loading.size < 8) this.loadFromDisk(obj, i).catch(() => {});
         i++;
         continue;
       }
@@ -157,6 +189,8 @@ export class BlockSource {
       blocks.push(block);
     }
     if (blocks.length === 0) return 1;
+    this.stats.gets++;
+    this.stats.fetchedBlocks += blocks.length;
     const run = this.fetchRun(obj, first, blocks, urgent).catch((err) => {
       this.o.logger.warn({ err, bucket: obj.bucket, key: obj.key, block: first }, "read from S3 failed");
     });

@@ -42,8 +42,11 @@ export class FileReader {
       )
         this.window = Math.min(this.o.prefetchMax, this.window * 2);
       this.lastEnd = Math.max(this.lastEnd, end);
-      const goal = Math.min(size, end + this.window);
-      if (goal > this.prefetchedTo) {
+      // Refill only when less than half the window is left, to part boundaries, so that the
+      // prefetch GETs are whole parts rather than one block per kernel request.
+      if (this.prefetchedTo - end < this.window / 2 && this.prefetchedTo < size) {
+        const part = this.o.partSize;
+        const goal = Math.min(size, Math.ceil((end + this.window) / part) * part);
         const from = Math.floor(Math.max(end, this.prefetchedTo) / bs);
         this.source.prefetch(this.object, from, Math.ceil(goal / bs));
         this.prefetchedTo = goal;
