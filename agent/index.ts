@@ -1,0 +1,5 @@
+// agent/: what runs inside every task container (snapctl agent run): mounts Fusion, starts
+// or restores the task, watches for spot interruptions, checkpoints, reports events.
+export { AGENT_ERROR_CODES, AgentError, type AgentErrorCode } from "./errors.js";
+export * from "./policy/index.js";
+export * from "./watch/index.js";

@@ -1,0 +1,7 @@
+export {
+  type CheckpointDue,
+  CheckpointPolicy,
+  type CheckpointPolicyOptions,
+  type CheckpointSample,
+  type DueReason,
+} from "./checkpoint-policy.js";
