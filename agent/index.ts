@@ -1,5 +1,6 @@
 // agent/: what runs inside every task container (snapctl agent run): mounts Fusion, starts
 // or restores the task, watches for spot interruptions, checkpoints, reports events.
 export { AGENT_ERROR_CODES, AgentError, type AgentErrorCode } from "./errors.js";
+export * from "./events/index.js";
 export * from "./policy/index.js";
 export * from "./watch/index.js";

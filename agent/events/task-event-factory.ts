@@ -1,0 +1,40 @@
+import { randomUUID } from "node:crypto";
+import type { TaskEvent } from "../../controller/index.js";
+
+type Extra<T extends TaskEvent["type"]> = Omit<
+  Extract<TaskEvent, { type: T }>,
+  "id" | "taskId" | "instanceId" | "at" | "type"
+> &
+  Record<string, unknown>;
+
+export interface TaskEventFactoryOptions {
+  taskId: string;
+  instanceId: string;
+  // Clock (ms since the epoch). Default Date.now.
+  now?: () => number;
+}
+
+// Builds the agent's events in the controller's contract (controller/registry/events.ts):
+// a fresh id per event (the controller de-duplicates by it), the task, this instance, the
+// time. Fields beyond the contract (generation, durations...) ride along for dashboards.
+export class TaskEventFactory {
+  private readonly now: () => number;
+  private seq = 0;
+
+  constructor(private readonly options: TaskEventFactoryOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  make<T extends TaskEvent["type"]>(type: T, extra: Extra<T>): TaskEvent {
+    this.seq += 1;
+    return {
+      id: randomUUID(),
+      taskId: this.options.taskId,
+      instanceId: this.options.instanceId,
+      at: this.now(),
+      seq: this.seq,
+      ...extra,
+      type,
+    } as unknown as TaskEvent;
+  }
+}
