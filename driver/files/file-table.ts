@@ -182,8 +182,8 @@ export class FileTable {
   }
 
   // Flushes one file; records the result for commit() and the stat cache.
-  async flushFile(file: OpenFile): Promise<FileState | undefined> {
-    const state = await file.flush();
+  async flushFile(file: OpenFile, options: { deferEmpty?: boolean } = {}): Promise<FileState | undefined> {
+    const state = await file.flush(options);
     if (state) {
       if (state.chunks) {
         this.chunked.set(id(file.bucket, file.key), {
@@ -199,8 +199,8 @@ export class FileTable {
     return state;
   }
 
-  async flush(fh: number): Promise<void> {
-    await this.flushFile(this.fileOf(fh));
+  async flush(fh: number, options: { deferEmpty?: boolean } = {}): Promise<void> {
+    await this.flushFile(this.fileOf(fh), options);
   }
 
   // Drops a handle; the last one flushes anything still dirty and frees the local copy.

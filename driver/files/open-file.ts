@@ -234,8 +234,14 @@ export class OpenFile {
   }
 
   // Makes S3 (or the chunk store) hold what the file holds now. Throws EIO on failure.
-  async flush(): Promise<FileState | undefined> {
-    return await this.lock.run(() => this.flushLocked());
+  // With `deferEmpty`, a new file nothing was written to yet stays pending: a shell's
+  // `echo x > f` closes a dup of the descriptor before writing, and uploading an empty object
+  // there would double the requests of every small file. The last release uploads it.
+  async flush(options: { deferEmpty?: boolean } = {}): Promise<FileState | undefined> {
+    return await this.lock.run(async () => {
+      if (options.deferEmpty && this.mode === "stream" && this.size === 0 && this.refs > 0) return undefined;
+      return await this.flushLocked();
+    });
   }
 
   private async flushLocked(): Promise<FileState | undefined> {

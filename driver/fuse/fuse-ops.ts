@@ -18,12 +18,19 @@ export function fuseOps(
   logger: Logger,
 ) {
   const run = <T>(op: string, path: string, work: () => Promise<T>, answer: (value: T) => void, cb: Done) => {
-    work().then(answer, (err: unknown) => {
-      const errno = errnoOf(err);
-      if (errno === Errno.EIO) logger.error({ err, op, path }, "operation failed with EIO");
-      else logger.debug({ op, path, errno, msg: (err as Error).message }, "operation failed");
-      cb(errno);
-    });
+    const started = logger.isLevelEnabled("trace") ? performance.now() : 0;
+    work().then(
+      (value) => {
+        if (started) logger.trace({ op, path, ms: performance.now() - started }, "operation done");
+        answer(value);
+      },
+      (err: unknown) => {
+        const errno = errnoOf(err);
+        if (errno === Errno.EIO) logger.error({ err, op, path }, "operation failed with EIO");
+        else logger.debug({ op, path, errno, msg: (err as Error).message }, "operation failed");
+        cb(errno);
+      },
+    );
   };
   const plain = (op: string, path: string, work: () => Promise<unknown>, cb: Done) =>
     run(op, path, work, () => cb(0), cb);
@@ -132,7 +139,8 @@ export function fuseOps(
         () => cb(len),
         cb,
       ),
-    flush: (path: string, fd: number, cb: Done) => plain("flush", path, () => files.flush(fd), cb),
+    flush: (path: string, fd: number, cb: Done) =>
+      plain("flush", path, () => files.flush(fd, { deferEmpty: true }), cb),
     fsync: (path: string, _datasync: number, fd: number, cb: Done) =>
       plain("fsync", path, () => files.flush(fd), cb),
     release: (path: string, fd: number, cb: Done) => plain("release", path, () => files.release(fd), cb),
