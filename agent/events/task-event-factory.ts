@@ -10,6 +10,8 @@ type Extra<T extends TaskEvent["type"]> = Omit<
 export interface TaskEventFactoryOptions {
   taskId: string;
   instanceId: string;
+  // Fields added to every event (e.g. the launch's fencingToken).
+  common?: Record<string, unknown>;
   // Clock (ms since the epoch). Default Date.now.
   now?: () => number;
 }
@@ -33,6 +35,7 @@ export class TaskEventFactory {
       instanceId: this.options.instanceId,
       at: this.now(),
       seq: this.seq,
+      ...this.options.common,
       ...extra,
       type,
     } as unknown as TaskEvent;

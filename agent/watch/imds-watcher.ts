@@ -110,7 +110,9 @@ export class ImdsWatcher extends EventEmitter<ImdsWatcherEvents> {
             : new AgentError("AGENT_IMDS_FAILED", `IMDS poll failed: ${(err as Error).message}`, {
                 cause: err,
               });
-        this.logger.warn({ err: error, failures }, "IMDS poll failed; retrying with backoff");
+        // Off EC2 (local runs) IMDS may never answer: say so once, then now and then.
+        const level = failures === 1 || failures % 30 === 0 ? "warn" : "debug";
+        this.logger[level]({ err: error, failures }, "IMDS poll failed; retrying with backoff");
         this.emit("unreachable", { error, failures });
       }
       const wait = Math.min(this.maxBackoffMs, this.pollIntervalMs * 2 ** Math.min(failures, 16));

@@ -1,0 +1,79 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "../../common/log.js";
+import type { CheckpointResult, TaskExit } from "../../criu/engine/types.js";
+import type { AgentError } from "../errors.js";
+import type { CheckpointPolicyOptions } from "../policy/index.js";
+import type { EngineBinding } from "./engine-binding.js";
+
+export interface AgentOptions {
+  // Task id: names the snapshot area, the control socket and the events. Required.
+  taskId: string;
+  // s3://bucket/prefix: the task's work dir (its cwd, logs and snapshots). Required.
+  workDir: string;
+  // argv of the task; not needed when a snapshot is restored.
+  command?: string[];
+  // How to build the snapshot engine. Required (criuEngineBinding() in production).
+  engine: EngineBinding;
+  // Where Fusion is mounted. It must be the same path on every machine the task visits:
+  // restored processes find their open files by path. Default "/fusion".
+  mountpoint?: string;
+  // Fusion's block cache directory. Default: a temporary directory.
+  cacheDir?: string;
+  // Require a snapshot to restore (fail with exitCode 177 when there is none). Default false.
+  restore?: boolean;
+  // Restore this generation rather than the newest usable one.
+  generation?: number;
+  // Periodic checkpoints (deadline-aware ones included). Default true.
+  checkpoints?: boolean;
+  // Periodic checkpoint interval. Default 5 minutes.
+  checkpointIntervalMs?: number;
+  // Overrides the time between a spot notice and the reclaim (tests shorten it); null or
+  // undefined: the deadline IMDS announces, and 120 s for planning.
+  noticeWindowMs?: number | null;
+  // Generations kept after each checkpoint. Default 2.
+  keepGenerations?: number;
+  // IMDS poll interval. Default 2000 ms.
+  imdsPollIntervalMs?: number;
+  // IMDS endpoint. Default: AWS_EC2_METADATA_SERVICE_ENDPOINT or the SDK's default.
+  imdsEndpoint?: string;
+  // Redis URL of the controller's event queue. Undefined: events stay in the local outbox.
+  redisUrl?: string;
+  // $SNAPCTL_HOME (control socket and outbox under agents/). Default: the environment's.
+  home?: string;
+  // This instance's id for events. Default: IMDS instance-id, else "host-<hostname>".
+  instanceId?: string;
+  // The restore lease token this launch was made under (controller's --fencing-token);
+  // sent with every event.
+  fencingToken?: number;
+  // Files (in the work dir) receiving the task's stdout and stderr. Default ".command.out", ".command.err".
+  stdoutFile?: string;
+  stderrFile?: string;
+  // Extra environment of the task.
+  env?: Record<string, string>;
+  // S3 client for the mount and the engine. Default: driver/'s createS3Client().
+  client?: S3Client;
+  // How long to try delivering the last events before exiting. Default 10 s.
+  eventsFlushTimeoutMs?: number;
+  // Fine-tuning of the checkpoint policy (intervalMs and noticeWindowMs come from above).
+  policy?: Omit<CheckpointPolicyOptions, "intervalMs" | "noticeWindowMs">;
+  // Where SIGTERM/SIGINT come from. Default: process.
+  signals?: NodeJS.EventEmitter;
+  // Aborting it stops the agent as SIGTERM does (final checkpoint, exitCode 175).
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export type AgentOutcome = "exited" | "checkpointed" | "checkpoint-failed" | "restore-failed" | "failed";
+
+export interface AgentResult {
+  // The agent process's exit code (docs/exit-codes.md).
+  exitCode: number;
+  outcome: AgentOutcome;
+  // How the task ended, when it ended on its own.
+  taskExit?: TaskExit;
+  // The generation restored at start, if any.
+  restored?: { generation: number; resumeMs: number };
+  // Checkpoints committed by this agent, in order.
+  checkpoints: CheckpointResult[];
+  error?: AgentError;
+}

@@ -1,0 +1,5 @@
+export type { AgentOptions, AgentOutcome, AgentResult } from "./agent-options.js";
+export type { EngineBinding, EngineContext } from "./engine-binding.js";
+export { taskExitCode } from "./exit-code.js";
+export { runAgent } from "./run-agent.js";
+export { parseWorkDir, type WorkDirLocation, workDirOnMount } from "./work-dir.js";
