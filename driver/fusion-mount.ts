@@ -116,6 +116,7 @@ export class FusionMount {
           uploadSlots: new Semaphore(o.uploadConcurrency),
           uploadMemory: new Semaphore(o.uploadMemory),
           logger: this.logger,
+          spillDir: stagingDir,
         },
         source: this.source,
         reader: { partSize: o.partSize, prefetchInitial: o.prefetchInitial, prefetchMax: o.prefetchMax },

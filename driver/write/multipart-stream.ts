@@ -1,7 +1,10 @@
+import { type FileHandle, open, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { DriverError, Errno } from "../errors.js";
 import type { FileMeta } from "../s3/metadata.js";
 import { toDriverError } from "../s3/retry.js";
 import type { UploadContext } from "./upload-context.js";
+import { readFully } from "./upload-file.js";
 
 // Thrown when a write does not continue where the stream ends; the caller switches to
 // read-modify-write.
@@ -14,11 +17,18 @@ export class NotSequentialError extends Error {
   }
 }
 
+// The part being filled: in memory (holding partSize of uploadMemory), or, when that budget
+// is used up, in a spill file so the writer does not wait for uploads to catch up.
+type Part = { kind: "memory"; buffer: Buffer } | { kind: "spill"; handle: FileHandle; path: string };
+
+let spillCounter = 0;
+
 // A new file streamed to S3 while it is being written: parts go up as they fill (bounded by
-// the shared slots and memory), a file that never fills one part becomes a single PutObject.
+// the shared slots and memory; overflow spills to disk), a file that never fills one part
+// becomes a single PutObject.
 export class MultipartStream {
   size = 0;
-  private buffer: Buffer | undefined;
+  private current: Part | undefined;
   private fill = 0;
   private uploadId: Promise<string> | undefined;
   private partCount = 0;
@@ -26,6 +36,7 @@ export class MultipartStream {
   private readonly uploads = new Set<Promise<void>>();
   private failure: DriverError | undefined;
   private done = false;
+  private spilled = false;
 
   constructor(
     private readonly ctx: UploadContext,
@@ -39,6 +50,24 @@ export class MultipartStream {
     return this.partCount > 0;
   }
 
+  private async newPart(): Promise<Part> {
+    const partSize = this.ctx.partSize;
+    if (this.ctx.uploadMemory.tryAcquire(partSize))
+      return { kind: "memory", buffer: Buffer.allocUnsafe(partSize) };
+    if (this.ctx.spillDir) {
+      if (!this.spilled)
+        this.ctx.logger.info(
+          { bucket: this.bucket, key: this.key },
+          "upload memory is full: spilling parts to disk",
+        );
+      this.spilled = true;
+      const path = join(this.ctx.spillDir, `spill-${process.pid}-${++spillCounter}`);
+      return { kind: "spill", handle: await open(path, "w+"), path };
+    }
+    await this.ctx.uploadMemory.acquire(partSize, { urgent: true });
+    return { kind: "memory", buffer: Buffer.allocUnsafe(partSize) };
+  }
+
   // Appends `data` (copied) at `offset`, which must be the current end.
   async write(data: Buffer, offset: number): Promise<void> {
     if (this.failure) throw this.failure;
@@ -48,13 +77,19 @@ export class MultipartStream {
     const partSize = this.ctx.partSize;
     let pos = 0;
     while (pos < data.length) {
-      if (!this.buffer) {
-        await this.ctx.uploadMemory.acquire(partSize, { urgent: true });
-        this.buffer = Buffer.allocUnsafe(partSize);
+      if (!this.current) {
+        this.current = await this.newPart();
         this.fill = 0;
       }
+      const part = this.current;
       const n = Math.min(data.length - pos, partSize - this.fill);
-      data.copy(this.buffer, this.fill, pos, pos + n);
+      if (part.kind === "memory") data.copy(part.buffer, this.fill, pos, pos + n);
+      else {
+        for (let done = 0; done < n; ) {
+          const { bytesWritten } = await part.handle.write(data, pos + done, n - done, this.fill + done);
+          done += bytesWritten;
+        }
+      }
       this.fill += n;
       pos += n;
       this.size += n;
@@ -62,26 +97,45 @@ export class MultipartStream {
     }
   }
 
-  // Discards everything not yet sent (only before the first part went up).
-  reset(): void {
-    if (this.partCount > 0) throw new Error("cannot reset a started upload");
-    this.fill = 0;
-    this.size = 0;
-  }
-
   private ensureUpload(): Promise<string> {
     this.uploadId ??= this.ctx.s3.createMultipart(this.bucket, this.key, this.meta());
     return this.uploadId;
   }
 
-  // Sends the current buffer as the next part in the background.
+  // The bytes of a filled part, in memory; a spilled part takes its memory now (waiting).
+  private async bodyOf(part: Part, length: number): Promise<Buffer> {
+    if (part.kind === "memory") return part.buffer.subarray(0, length);
+    await this.ctx.uploadMemory.acquire(this.ctx.partSize);
+    const body = Buffer.allocUnsafe(length);
+    try {
+      await readFully(part.handle, body, 0);
+    } catch (err) {
+      this.ctx.uploadMemory.release(this.ctx.partSize);
+      throw err;
+    }
+    return body;
+  }
+
+  private async discard(part: Part, held: boolean): Promise<void> {
+    if (part.kind === "spill") {
+      await part.handle.close().catch(() => {});
+      await rm(part.path, { force: true });
+    }
+    if (held) this.ctx.uploadMemory.release(this.ctx.partSize);
+  }
+
+  // Sends the current part as the next one in the background.
   private ship(): void {
-    const body = (this.buffer as Buffer).subarray(0, this.fill);
-    this.buffer = undefined;
+    const part = this.current as Part;
+    const length = this.fill;
+    this.current = undefined;
     this.fill = 0;
     const partNumber = ++this.partCount;
     const work = (async () => {
+      let held = part.kind === "memory";
       try {
+        const body = await this.bodyOf(part, length);
+        held = true;
         const uploadId = await this.ensureUpload();
         const etag = await this.ctx.uploadSlots.run(
           () => this.ctx.s3.uploadPart({ bucket: this.bucket, key: this.key, uploadId }, partNumber, body),
@@ -96,7 +150,7 @@ export class MultipartStream {
           { cause: err, errno: Errno.EIO },
         );
       } finally {
-        this.ctx.uploadMemory.release(this.ctx.partSize);
+        await this.discard(part, held);
       }
     })();
     this.uploads.add(work);
@@ -109,24 +163,26 @@ export class MultipartStream {
       throw new DriverError("DRIVER_UPLOAD_FAILED", `Upload of s3://${this.bucket}/${this.key} is finished`);
     this.done = true;
     if (this.partCount === 0) {
-      const body = this.buffer ? this.buffer.subarray(0, this.fill) : Buffer.alloc(0);
+      const part = this.current;
+      this.current = undefined;
+      let held = part?.kind === "memory";
       try {
+        const body = part ? await this.bodyOf(part, this.fill) : Buffer.alloc(0);
+        held = part !== undefined;
         return await this.ctx.s3.put(this.bucket, this.key, body, { meta: this.meta() });
       } catch (err) {
         throw new DriverError(
           "DRIVER_UPLOAD_FAILED",
           `Upload of s3://${this.bucket}/${this.key} failed: ${(err as Error).message}`,
-          {
-            cause: err,
-            errno: Errno.EIO,
-          },
+          { cause: err, errno: Errno.EIO },
         );
       } finally {
-        this.dropBuffer();
+        if (part) await this.discard(part, held);
+        this.fill = 0;
       }
     }
     if (this.fill > 0) this.ship();
-    else this.dropBuffer();
+    else await this.dropCurrent();
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
     const uploadId = await this.uploadId?.catch(() => undefined);
     if (this.failure || !uploadId) {
@@ -148,17 +204,16 @@ export class MultipartStream {
   // Drops the upload: nothing becomes visible.
   async abort(): Promise<void> {
     this.done = true;
-    this.dropBuffer();
+    await this.dropCurrent();
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
     const uploadId = await this.uploadId?.catch(() => undefined);
     if (uploadId) await this.ctx.s3.abortMultipart({ bucket: this.bucket, key: this.key, uploadId });
   }
 
-  private dropBuffer(): void {
-    if (this.buffer) {
-      this.buffer = undefined;
-      this.ctx.uploadMemory.release(this.ctx.partSize);
-    }
+  private async dropCurrent(): Promise<void> {
+    const part = this.current;
+    this.current = undefined;
     this.fill = 0;
+    if (part) await this.discard(part, part.kind === "memory");
   }
 }

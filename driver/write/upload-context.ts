@@ -11,4 +11,6 @@ export interface UploadContext {
   uploadSlots: Semaphore;
   uploadMemory: Semaphore;
   logger: Logger;
+  // Where a stream's part goes when uploadMemory is used up (undefined: the writer waits).
+  spillDir?: string;
 }

@@ -43,4 +43,27 @@ describe("driver under concurrent use (real FUSE mount on s3rver)", () => {
       expect(createHash("sha256").update(got).digest("hex")).toBe(stdout.split(" ")[0]);
     }
   });
+
+  it("keeps writing when upload memory is full by spilling parts to disk", async () => {
+    const spill = await FusionHarness.start({
+      uploadPartSize: 5 * MiB,
+      uploadMemory: 5 * MiB,
+      uploadConcurrency: 1,
+      logLevel: "info",
+    });
+    try {
+      await spill.sh(
+        `head -c ${33 * MiB + 17} /dev/urandom > ${spill.dir}/src && cp ${spill.dir}/src spilled`,
+      );
+      const { stdout } = await spill.sh(`sha256sum < ${spill.dir}/src`);
+      const out = await spill.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "spilled" }));
+      const got = Buffer.from(
+        await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+      );
+      expect(createHash("sha256").update(got).digest("hex")).toBe(stdout.split(" ")[0]);
+      expect(spill.child.stderr).toMatch(/spilling parts to disk/);
+    } finally {
+      await spill.close();
+    }
+  });
 });

@@ -28,6 +28,9 @@ export interface MountChildOptions {
   statTtlMs?: number;
   chunkAreas?: Array<{ bucket: string; prefix: string }>;
   chunkStore?: "map" | "real";
+  uploadMemory?: number;
+  uploadConcurrency?: number;
+  logLevel?: string;
 }
 
 // One mount child process with a request channel.

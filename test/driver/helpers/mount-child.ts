@@ -13,10 +13,11 @@ interface ChildOptions extends Omit<FusionOptions, "chunkedAreas" | "logger"> {
   chunkAreas?: Array<{ bucket: string; prefix: string }>;
   // "map": the in-test stand-in; "real": store/'s ChunkStore on the same S3 endpoint.
   chunkStore?: "map" | "real";
+  logLevel?: string;
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
-const { chunkAreas, chunkStore: kind, ...fusionOptions } = options;
+const { chunkAreas, chunkStore: kind, logLevel, ...fusionOptions } = options;
 const mapStore = new MapChunkStore();
 let realStore: ChunkStore | undefined;
 let storeClient: S3Client | undefined;
@@ -26,7 +27,7 @@ const storeFor = (bucket: string): ChunkStoreLike => {
   realStore ??= new ChunkStore({ client: storeClient, bucket, prefix: "chunks/" });
   return realStore;
 };
-const logger = createLogger("fusion-test", process.env.FUSION_LOG_LEVEL ?? "warn");
+const logger = createLogger("fusion-test", process.env.FUSION_LOG_LEVEL ?? logLevel ?? "warn");
 const mount = await mountFusion({
   ...fusionOptions,
   chunkedAreas: (chunkAreas ?? []).map((a) => ({ ...a, store: storeFor(a.bucket) })),
