@@ -139,15 +139,10 @@ export class FusionMount {
     });
     const ops = fuseOps(this.ns, this.files, { uid: o.uid, gid: o.gid }, this.logger);
     // fuse-native has no options for these: they ride on the fsname string, which it joins
-    // into the -o list with commas. hard_remove: unlink of an open file must not become a
-    // rename to .fuse_hidden (a copy in S3).
-    const fsname = [
-      "fusion",
-      "big_writes",
-      `max_readahead=${o.maxReadahead}`,
-      "hard_remove",
-      "subtype=fusion",
-    ].join(",");
+    // into the -o list with commas. No hard_remove: with it libfuse answers ENOENT to any I/O
+    // on an unlinked open file (fuse-native does not set nullpath_ok); the rename to
+    // .fuse_hidden* it does instead is handled by Namespace without copying anything.
+    const fsname = ["fusion", "big_writes", `max_readahead=${o.maxReadahead}`, "subtype=fusion"].join(",");
     this.fuse = new Fuse(this.mountpoint, ops as unknown as Record<string, (...args: never[]) => void>, {
       timeout: false,
       force: true,

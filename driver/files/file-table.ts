@@ -142,6 +142,11 @@ export class FileTable {
   // Creates (or empties) a file and returns a handle; nothing reaches S3 before the flush.
   create(bucket: string, key: string, mode: number): number {
     let file = this.files.get(id(bucket, key));
+    // An unlinked file still open elsewhere keeps its own state; the new file is another one.
+    if (file?.unlinked) {
+      this.files.delete(id(bucket, key));
+      file = undefined;
+    }
     if (file?.readOnly)
       throw new DriverError("DRIVER_NOT_SUPPORTED", `s3://${bucket}/${key} is read-only`, {
         errno: Errno.EROFS,

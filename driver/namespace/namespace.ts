@@ -111,7 +111,7 @@ export class Namespace {
       return entry;
     }
     const open = this.o.files.openFile(loc.bucket, loc.key);
-    if (open && !open.unlinked) return this.openEntry(open);
+    if (open && (!open.unlinked || isHidden(loc.key))) return this.openEntry(open);
     const chunked = this.o.files.chunkedEntry(loc.bucket, loc.key);
     if (chunked)
       return {
@@ -228,6 +228,11 @@ export class Namespace {
     const { bucket, key } = this.objectOf(path);
     const open = this.o.files.openFile(bucket, key);
     if (open) open.unlinked = true;
+    // libfuse removes the name it hid an unlinked open file under: it only ever existed here.
+    if (isHidden(key) && (!open || open.unlinked) && !this.o.files.chunkedEntry(bucket, key)) {
+      this.stats.set(path, null);
+      return;
+    }
     if (this.o.files.removeChunked(bucket, key)) {
       this.stats.set(path, null);
       return;
@@ -317,6 +322,8 @@ export class Namespace {
   async rename(from: string, to: string): Promise<void> {
     const src = this.objectOf(from);
     const dst = this.objectOf(to);
+    const open = this.o.files.openFile(src.bucket, src.key);
+    if (open && isHidden(dst.key)) return await this.hide(from, open, dst);
     const entry = await this.getattr(from);
     if (entry.type !== "dir") {
       const target = this.stats.get(to);
@@ -328,6 +335,18 @@ export class Namespace {
     }
     this.stats.deleteTree(from);
     this.stats.deleteTree(to);
+    this.stats.set(from, null);
+  }
+
+  // libfuse (without hard_remove) renames a file that is unlinked while open to
+  // ".fuse_hidden...", so that it stays usable through its descriptors. On S3 that is an
+  // unlink: the object goes now, the open file lives on in the mount under the hidden name and
+  // is never uploaded; libfuse unlinks the hidden name at the last close.
+  private async hide(from: string, open: OpenFile, dst: { bucket: string; key: string }): Promise<void> {
+    const { bucket, key } = open;
+    open.unlinked = true;
+    if (!this.o.files.removeChunked(bucket, key)) await this.o.s3.delete(bucket, key);
+    this.o.files.rekey(open, dst.bucket, dst.key);
     this.stats.set(from, null);
   }
 
@@ -386,4 +405,9 @@ export class Namespace {
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+// Whether a key's last component is a name libfuse hides unlinked open files under.
+function isHidden(key: string): boolean {
+  return key.slice(key.lastIndexOf("/") + 1).startsWith(".fuse_hidden");
 }

@@ -83,4 +83,20 @@ describe("driver changes to existing objects (read-modify-write)", () => {
     expect(back.subarray(6 * MiB).toString()).toBe("end");
     expect(back.subarray(5, 6 * MiB).every((b) => b === 0)).toBe(true);
   });
+
+  it("keeps an unlinked open file apart from a new file of the same name", async () => {
+    const script = `
+      const fs = require("node:fs");
+      const old = fs.openSync("reused", "w");
+      fs.writeSync(old, "old content");
+      fs.unlinkSync("reused");
+      const fresh = fs.openSync("reused", "w");
+      fs.writeSync(fresh, "new");
+      fs.closeSync(fresh);
+      fs.writeSync(old, " more");
+      fs.closeSync(old);`;
+    await h.sh(`node -e '${script}'`);
+    expect((await get("reused")).toString()).toBe("new");
+    expect((await h.sh("cat reused")).stdout).toBe("new");
+  });
 });
