@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
@@ -32,6 +32,8 @@ export class BlockCache {
   private readonly index: LRUCache<string, number>;
   private readonly pending = new Set<Promise<void>>();
   private pendingBytes = 0;
+  // Subdirectories known to exist (a mkdir per block showed in profiles).
+  private readonly dirs = new Set<string>();
   private readonly maxPendingBytes: number;
 
   constructor(private readonly options: BlockCacheOptions) {
@@ -49,6 +51,7 @@ export class BlockCache {
   async init(): Promise<void> {
     await rm(this.options.dir, { recursive: true, force: true });
     await mkdir(this.options.dir, { recursive: true });
+    this.dirs.clear();
   }
 
   // Blocks (and bytes) currently cached.
@@ -104,8 +107,20 @@ export class BlockCache {
     this.pendingBytes += data.length;
     const work = (async () => {
       try {
-        await mkdir(join(this.options.dir, name.slice(0, 2)), { recursive: true });
-        await writeFile(path, Buffer.concat([header, data]));
+        const sub = name.slice(0, 2);
+        if (!this.dirs.has(sub)) {
+          await mkdir(join(this.options.dir, sub), { recursive: true });
+          this.dirs.add(sub);
+        }
+        // writev: no copy of the block just to prepend its header.
+        const file = await open(path, "w");
+        try {
+          const { bytesWritten } = await file.writev([header, data]);
+          if (bytesWritten !== header.length + data.length)
+            await writeFile(path, Buffer.concat([header, data]));
+        } finally {
+          await file.close();
+        }
         this.index.set(name, data.length + HEADER);
       } catch (err) {
         this.options.logger.warn({ err, path }, "could not write a cache block");
