@@ -3,6 +3,7 @@ import type { Logger } from "../../common/log.js";
 import type { ComputeEnvironment } from "../config/schema.js";
 import { ProviderError } from "../errors.js";
 import { Ec2Provider } from "./ec2-provider.js";
+import { LocalProvider, type LocalProviderConfig } from "./local-provider.js";
 import type { Provider } from "./provider.js";
 
 export interface CreateProviderOptions {
@@ -25,8 +26,21 @@ export function createProvider(
     }
     return new Ec2Provider({ client: options.ec2Client, environment, logger: options.logger });
   }
-  throw new ProviderError(
-    "PROVIDER_NOT_IMPLEMENTED",
-    `Compute environment "${environment.name}" uses the local provider, which is not implemented yet (it needs the agent)`,
-  );
+  // Local instances live in the caller's process: it passes where and how to start them.
+  const local = (options as { local?: Partial<LocalProviderConfig> }).local ?? {};
+  const baseDir = local.baseDir ?? environment.local.baseDir;
+  if (!baseDir) {
+    throw new ProviderError(
+      "PROVIDER_LAUNCH_FAILED",
+      `Compute environment "${environment.name}" uses the local provider but no base directory was given`,
+    );
+  }
+  return new LocalProvider({
+    zones: environment.local.zones,
+    arch: environment.local.arch,
+    instanceType: environment.instanceTypes[0],
+    logger: options.logger,
+    ...local,
+    baseDir,
+  });
 }
