@@ -167,6 +167,7 @@ export class FusionMount {
 
   // Flushes every dirty file (or the given ones) and returns what each file now is in S3.
   async commit(options: CommitOptions = {}): Promise<CommittedFile[]> {
+    this.assertOpen("commit");
     await this.ready();
     const files = this.files as FileTable;
     const ns = this.ns as Namespace;
@@ -202,6 +203,7 @@ export class FusionMount {
     prefix: string;
     files: Array<{ name: string; file: ChunkedFile }>;
   }): Promise<void> {
+    this.assertOpen("presentChunkedFiles");
     await this.ready();
     const area = this.options.chunkedAreas.find(
       (a) => a.bucket === input.bucket && `${input.prefix.replace(/\/?$/, "/")}`.startsWith(a.prefix),
@@ -216,6 +218,14 @@ export class FusionMount {
       (this.files as FileTable).present(input.bucket, `${prefix}${name}`, file, area.store);
       (this.ns as Namespace).stats.delete(`/s3/${input.bucket}/${prefix}${name}`);
     }
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closing)
+      throw new DriverError(
+        "DRIVER_NOT_MOUNTED",
+        `Cannot ${what}: the mount on ${this.mountpoint} is closed`,
+      );
   }
 
   private locateFile(path: string): { bucket: string; key: string } {
