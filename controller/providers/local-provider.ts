@@ -27,8 +27,12 @@ export interface LocalProviderConfig extends LocalProviderOptions {
 // What the local provider knows about one of its instances.
 export interface LocalInstance extends InstanceDescription {
   pid?: number;
-  // <baseDir>/<instanceId>: cache/, mnt/, agent.log.
+  // <baseDir>/<instanceId>: cache/, agent.log, agent.pid.
   dir: string;
+  // <baseDir>/mnt/<taskId>: the same for every instance of a task, since CRIU restores
+  // open files by path (two instances of one task never run at once: the controller
+  // waits for a reclaimed instance to end before launching its replacement).
+  mountpoint: string;
   imdsEndpoint: string;
   // Set when the instance was killed at its interruption deadline.
   reclaimed: boolean;
@@ -103,7 +107,8 @@ export class LocalProvider extends EventEmitter implements Provider {
     const instanceType = this.options.instanceType ?? "m5.large";
     const dir = join(this.options.baseDir, instanceId);
     await mkdir(join(dir, "cache"), { recursive: true });
-    await mkdir(join(dir, "mnt"), { recursive: true });
+    const mountpoint = join(this.options.baseDir, "mnt", request.task.id);
+    await mkdir(mountpoint, { recursive: true });
     const imds = new ImdsEmulator({ instanceId, instanceType, availabilityZone: zone });
     await imds.start();
     const info: LocalInstance = {
@@ -116,6 +121,7 @@ export class LocalProvider extends EventEmitter implements Provider {
       taskId: request.task.id,
       attempt: request.attempt,
       dir,
+      mountpoint,
       imdsEndpoint: imds.endpoint,
       reclaimed: false,
     };
@@ -163,7 +169,7 @@ export class LocalProvider extends EventEmitter implements Provider {
       args = [
         ...args.slice(0, runAt + 1),
         "--mountpoint",
-        join(info.dir, "mnt"),
+        info.mountpoint,
         "--cache-dir",
         join(info.dir, "cache"),
         ...args.slice(runAt + 1),
@@ -290,7 +296,7 @@ export class LocalProvider extends EventEmitter implements Provider {
         killGroup(child.pid);
       }
       info.state = "terminated";
-      await unmount(join(info.dir, "mnt"));
+      await unmount(info.mountpoint);
       await rm(join(info.dir, "cache"), { recursive: true, force: true });
       await entry.imds.stop();
     })();

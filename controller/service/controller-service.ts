@@ -218,7 +218,8 @@ export class ControllerService {
     if (result.outcome === "applied" && result.from !== result.state) {
       log.info({ from: result.from, to: result.state }, "task moved");
     }
-    if (result.outcome === "applied" && result.state === "interrupted") {
+    // Also for ignored events: the end of a reclaimed instance lets recovery go on.
+    if (result.state === "interrupted") {
       await this.launcher?.reconcile(event.taskId, this.abort.signal);
     }
   }

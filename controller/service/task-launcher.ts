@@ -20,6 +20,9 @@ export interface TaskLauncherOptions {
   // Where compute environment files for local agents are written.
   envDir: string;
   defaultArch: Arch;
+  // Longest wait for a reclaimed instance to end before recovering its task. Default
+  // 150000 (spot gives 120 s of notice).
+  drainMs?: number;
   logger?: Logger;
 }
 
@@ -68,8 +71,15 @@ export class TaskLauncher {
   private async recover(task: TaskRecord, signal?: AbortSignal): Promise<void> {
     const { registry } = this.options;
     const env = await this.options.environments.load(task.id);
-    const plan = planRecovery(task, env, { defaultArch: this.options.defaultArch });
     const log = this.logger.child({ taskId: task.id });
+    if (await this.stillDraining(task, env)) {
+      log.info(
+        { instanceId: task.instanceId },
+        "waiting for the reclaimed instance to end (final checkpoint)",
+      );
+      return;
+    }
+    const plan = planRecovery(task, env, { defaultArch: this.options.defaultArch });
     if (plan.action === "wait") {
       log.info({ reason: plan.reason }, "interrupted task waits for snapctl restore");
       return;
@@ -106,6 +116,17 @@ export class TaskLauncher {
       throw err;
     }
     await this.launchUnderLease(task.id, token, signal);
+  }
+
+  // An agent reports "interrupted" when the notice comes and then takes its final
+  // checkpoint: the decision (restore or re-run) waits until the reclaimed instance has
+  // ended, or `drainMs` after the interruption at most.
+  private async stillDraining(task: TaskRecord, env: ComputeEnvironment): Promise<boolean> {
+    if (!task.instanceId) return false;
+    if (Date.now() - task.stateSince > (this.options.drainMs ?? 150_000)) return false;
+    const provider = this.options.providerFor(env);
+    const old = await provider.describe?.(task.instanceId).catch(() => undefined);
+    return old !== undefined && ["pending", "running", "stopping"].includes(old.state);
   }
 
   // Launches (or adopts) the instance of the task's next attempt and records it; the
