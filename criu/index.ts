@@ -1,3 +1,13 @@
+export {
+  createSnapshotStore,
+  imagesKeyPrefix,
+  type SnapshotLayout,
+  type SnapshotStoreOptions,
+  snapshotLayout,
+  snapshotMountAreas,
+} from "./engine/layout.js";
+export { SnapshotEngine, type SnapshotEngineOptions } from "./engine/snapshot-engine.js";
+export type * from "./engine/types.js";
 export { CriuError } from "./errors.js";
 export { criuLauncher, requireCriu } from "./runner/bundle.js";
 export { type CriuFeatures, detectCriuFeatures } from "./runner/features.js";

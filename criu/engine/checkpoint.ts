@@ -1,0 +1,201 @@
+import { mkdir, rm } from "node:fs/promises";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "../../common/log.js";
+import type { FusionMount } from "../../driver/index.js";
+import {
+  type ChunkStore,
+  MANIFEST_SCHEMA_VERSION,
+  type Manifest,
+  type SnapshotRepository,
+} from "../../store/index.js";
+import type { ChunkedFile } from "../../store/types.js";
+import { CriuError } from "../errors.js";
+import { detectCriuFeatures } from "../runner/features.js";
+import { runCriu } from "../runner/run-criu.js";
+import { kernelRelease, machineArch } from "./host-info.js";
+import { imagesKeyPrefix, openFileCopyKey, type SnapshotLayout } from "./layout.js";
+import { captureOpenFiles } from "./open-files.js";
+import { openFilesForWriting, signalTree } from "./process-tree.js";
+import type { TaskHandle } from "./running-task.js";
+import { sh } from "./task-files.js";
+import type { CheckpointMode, CheckpointResult, TaskSpec } from "./types.js";
+
+export interface CheckpointContext {
+  mount: FusionMount;
+  client: S3Client;
+  store: ChunkStore;
+  repo: SnapshotRepository;
+  layout: SnapshotLayout;
+  workDir: string;
+  tcpMode: "close" | "established";
+  logger: Logger;
+  clock: () => number;
+  cpuinfo: () => Promise<string | null>;
+}
+
+export interface CheckpointTarget {
+  spec: TaskSpec;
+  task: TaskHandle;
+  // When the task (first) started, for its accumulated runtime.
+  startedAt: number;
+  runtimeBeforeMs: number;
+}
+
+// One checkpoint: criu dump straight into the images dir on the mount (a chunked area, so
+// chunks are hashed, compressed and uploaded while CRIU writes), the task left stopped,
+// its open files committed and copied at that same freeze, then resumed (or killed for a
+// final checkpoint), and the manifest committed last.
+export async function checkpointTask(
+  ctx: CheckpointContext,
+  target: CheckpointTarget,
+  options: { leaveRunning: boolean; reason: string; signal?: AbortSignal },
+): Promise<CheckpointResult> {
+  const { signal } = options;
+  const started = performance.now();
+  const features = await detectCriuFeatures({ signal });
+  const parentGeneration = (await ctx.repo.latest({ signal })) ?? null;
+  const generation = (parentGeneration ?? 0) + 1;
+  const keyPrefix = imagesKeyPrefix(ctx.layout, target.spec.id, generation);
+  const imagesDir = join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
+  const logDir = join(ctx.workDir, `dump-${generation}`);
+  await rm(logDir, { recursive: true, force: true });
+  await mkdir(logDir, { recursive: true });
+  await sh('mkdir -p "$1"', [imagesDir], signal);
+  const cpuinfo = await ctx.cpuinfo();
+  const before = { ...ctx.store.stats };
+  const mode: CheckpointMode = parentGeneration === null ? "full" : "incremental-chunks";
+  const logFile = join(logDir, "dump.log");
+
+  const freezeStart = performance.now();
+  let resumed = false;
+  const resume = async () => {
+    if (resumed) return;
+    resumed = true;
+    if (options.leaveRunning) await signalTree(target.task.pid, "SIGCONT");
+    else {
+      target.task.checkpointed = true;
+      await signalTree(target.task.pid, "SIGKILL");
+    }
+  };
+  let dumpMs = 0;
+  let openFiles: Manifest["openFiles"] = [];
+  try {
+    const dump = await runCriu(
+      [
+        "dump",
+        "-t",
+        String(target.task.pid),
+        "-D",
+        imagesDir,
+        "--log-file",
+        logFile,
+        // Stopped, not running or killed: open files are committed at this same freeze.
+        "--leave-stopped",
+        ctx.tcpMode === "established" ? "--tcp-established" : "--tcp-close",
+        "--file-locks",
+      ],
+      { signal, logFile },
+    ).catch((err: unknown) => {
+      throw new CriuError(
+        err instanceof CriuError && err.code === "CRIU_ABORTED" ? "CRIU_ABORTED" : "CRIU_DUMP_FAILED",
+        `Checkpoint of task "${target.spec.id}" generation ${generation} failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    });
+    dumpMs = dump.durationMs;
+    const paths = await openFilesForWriting(target.task.pid, ctx.mount.mountpoint);
+    openFiles = await captureOpenFiles({ mount: ctx.mount, client: ctx.client, signal }, paths, (i) =>
+      openFileCopyKey(ctx.layout, target.spec.id, generation, i),
+    );
+  } catch (err) {
+    // A failed dump leaves the task as it was: running (CRIU resumes it on failure; a
+    // --leave-stopped tree that we could not finish with is continued here).
+    resumed = true;
+    await signalTree(target.task.pid, "SIGCONT");
+    throw err;
+  }
+  await resume();
+  const freezeMs = performance.now() - freezeStart;
+
+  const uploadStart = performance.now();
+  const images = await imageFiles(ctx, imagesDir, signal);
+  const uploadMs = performance.now() - uploadStart;
+  const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
+  const identity = userInfo();
+  const taskRuntimeMs = target.runtimeBeforeMs + (ctx.clock() - target.startedAt);
+  const manifest: Manifest = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    generation,
+    parentGeneration,
+    createdAt: new Date(ctx.clock()).toISOString(),
+    mode,
+    chunkStore: { bucket: ctx.store.bucket, prefix: ctx.store.prefix, chunkSize: ctx.store.chunkSize },
+    task: {
+      id: target.spec.id,
+      command: target.spec.command,
+      cwd: target.spec.cwd,
+      identity: { uid: identity.uid, gid: identity.gid },
+    },
+    host: {
+      criuVersion: features.version,
+      kernel: kernelRelease(),
+      arch: machineArch(),
+      cpuinfo: cpuinfo === null ? null : { inline: cpuinfo },
+    },
+    images,
+    openFiles,
+    timings: {
+      freezeMs: Math.round(freezeMs),
+      dumpMs: Math.round(dumpMs),
+      uploadMs: Math.round(uploadMs),
+      totalMs: Math.round(performance.now() - started),
+    },
+    bytes: {
+      logical,
+      uploaded: ctx.store.stats.bytesUploaded - before.bytesUploaded,
+      deduplicated: ctx.store.stats.bytesDeduplicated - before.bytesDeduplicated,
+    },
+  };
+  manifest.timings.totalMs = Math.round(performance.now() - started);
+  await ctx.repo.commit(manifest, { signal });
+  ctx.logger.info(
+    { task: target.spec.id, generation, mode, freezeMs: manifest.timings.freezeMs, bytes: manifest.bytes },
+    "checkpoint committed",
+  );
+  await rm(logDir, { recursive: true, force: true });
+  return {
+    generation,
+    parentGeneration,
+    mode,
+    freezeMs: manifest.timings.freezeMs,
+    totalMs: manifest.timings.totalMs,
+    bytesLogical: logical,
+    bytesUploaded: manifest.bytes.uploaded,
+    taskRuntimeMs,
+  };
+}
+
+// Every image CRIU wrote, with its chunk list from the driver (the files were flushed, and
+// their last chunks uploaded, when CRIU closed them).
+async function imageFiles(
+  ctx: CheckpointContext,
+  imagesDir: string,
+  signal?: AbortSignal,
+): Promise<Record<string, ChunkedFile>> {
+  const names = (await sh('ls -1 "$1"', [imagesDir], signal)).split("\n").filter((n) => n.trim() !== "");
+  const committed = await ctx.mount.commit({ paths: names.map((n) => join(imagesDir, n)), signal });
+  const images: Record<string, ChunkedFile> = {};
+  for (const [i, file] of committed.entries()) {
+    const name = names[i] as string;
+    if (!file.chunks) {
+      throw new CriuError(
+        "CRIU_DUMP_FAILED",
+        `Image ${name} of ${imagesDir} was not written as chunks: is the snapshot area among the mount's chunkedAreas (snapshotMountAreas)?`,
+      );
+    }
+    images[name] = file.chunks;
+  }
+  return images;
+}

@@ -1,0 +1,72 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "../../common/log.js";
+import type { ChunkedArea } from "../../driver/index.js";
+import { ChunkStore } from "../../store/index.js";
+
+// Where one workdir's snapshots live in S3 and on the mount:
+//   <workPrefix>/.snapshots/                       repository root (manifests per task)
+//   <workPrefix>/.snapshots/chunks/                chunk store (shared by the workdir's tasks)
+//   <workPrefix>/.snapshots/<task>/files/gen-N/    server-side copies of open files
+//   <workPrefix>/.snapshots/.images/<task>/gen-N/  CRIU images dir on the mount (a chunked
+//                                                  area: files there become chunks as written)
+// ".images" cannot be a task id (ids start with a letter or digit), so it never collides.
+export interface SnapshotLayout {
+  bucket: string;
+  root: string;
+  chunkPrefix: string;
+  imagesPrefix: string;
+}
+
+export function snapshotLayout(bucket: string, workPrefix: string): SnapshotLayout {
+  const base = workPrefix === "" || workPrefix.endsWith("/") ? workPrefix : `${workPrefix}/`;
+  const root = `${base}.snapshots/`;
+  return { bucket, root, chunkPrefix: `${root}chunks/`, imagesPrefix: `${root}.images/` };
+}
+
+// The key prefix of one generation's images directory.
+export function imagesKeyPrefix(layout: SnapshotLayout, task: string, generation: number): string {
+  return `${layout.imagesPrefix}${task}/gen-${String(generation).padStart(6, "0")}/`;
+}
+
+// The key of an open file's server-side copy taken at a freeze.
+export function openFileCopyKey(
+  layout: SnapshotLayout,
+  task: string,
+  generation: number,
+  index: number,
+): string {
+  return `${layout.root}${task}/files/gen-${String(generation).padStart(6, "0")}/${index}`;
+}
+
+export interface SnapshotStoreOptions {
+  client: S3Client;
+  bucket: string;
+  // Key prefix of the task work dir ("" for the bucket's root).
+  workPrefix: string;
+  // zstd level of chunks. Default 3.
+  compressionLevel?: number;
+  // Chunk size. Default store/'s DEFAULT_CHUNK_SIZE (256 KiB).
+  chunkSize?: number;
+  logger?: Logger;
+}
+
+// The chunk store of a workdir's snapshots; the same instance must back the mount's
+// chunked area and the engine (the engine reads its counters and its set of known chunks).
+export function createSnapshotStore(options: SnapshotStoreOptions): ChunkStore {
+  const layout = snapshotLayout(options.bucket, options.workPrefix);
+  return new ChunkStore({
+    client: options.client,
+    bucket: options.bucket,
+    prefix: layout.chunkPrefix,
+    ...(options.compressionLevel === undefined ? {} : { compressionLevel: options.compressionLevel }),
+    ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+}
+
+// What to pass as `chunkedAreas` to mountFusion so that CRIU's image writes under the
+// snapshot area become chunks as they are written (the driver takes areas at mount time).
+export function snapshotMountAreas(options: { store: ChunkStore; workPrefix: string }): ChunkedArea[] {
+  const layout = snapshotLayout(options.store.bucket, options.workPrefix);
+  return [{ bucket: layout.bucket, prefix: layout.imagesPrefix, store: options.store }];
+}

@@ -1,0 +1,150 @@
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "../../common/log.js";
+import type { FusionMount } from "../../driver/index.js";
+import { type ChunkStore, type Manifest, SnapshotError, type SnapshotRepository } from "../../store/index.js";
+import { CriuError } from "../errors.js";
+import { runCriu } from "../runner/run-criu.js";
+import { downloadImages } from "./image-download.js";
+import { restoreOpenFiles } from "./open-files.js";
+import { preflight } from "./preflight.js";
+import { TaskHandle, taskExit } from "./running-task.js";
+import { readTaskFile, removeTaskFile } from "./task-files.js";
+import type { RestoreResult, TaskSpec } from "./types.js";
+
+export interface RestoreContext {
+  mount: FusionMount;
+  client: S3Client;
+  store: ChunkStore;
+  repo: SnapshotRepository;
+  workDir: string;
+  tcpMode: "close" | "established";
+  logger: Logger;
+}
+
+// Damage that makes one generation unusable while an older one may still be fine.
+const FALLBACK = new Set([
+  "SNAPSHOT_CORRUPT_CHUNK",
+  "SNAPSHOT_MISSING_CHUNK",
+  "SNAPSHOT_MANIFEST_CORRUPT",
+  "SNAPSHOT_NOT_FOUND",
+]);
+
+type Skipped = RestoreResult["skipped"];
+
+// Finds the newest generation (or the requested one) whose manifest loads, that this
+// machine can restore (preflight, before any large download) and whose images download
+// intact into `dir`; a damaged one is recorded in `skipped` and the next older one tried.
+async function fetchGeneration(
+  ctx: RestoreContext,
+  dir: string,
+  options: { generation?: number; signal?: AbortSignal },
+): Promise<{ manifest: Manifest; skipped: Skipped }> {
+  const { signal } = options;
+  const all = await ctx.repo.list({ signal });
+  const candidates = options.generation === undefined ? all.reverse() : [options.generation];
+  if (candidates.length === 0) {
+    throw new CriuError("CRIU_NO_SNAPSHOT", `Task "${ctx.repo.task}" has no snapshot to restore`);
+  }
+  const skipped: Skipped = [];
+  for (const generation of candidates) {
+    try {
+      const manifest = await ctx.repo.load(generation, { signal });
+      await preflight(manifest, { workDir: ctx.workDir, signal });
+      await ctx.repo.verify(manifest, "quick", { signal });
+      await rm(dir, { recursive: true, force: true });
+      await downloadImages(ctx.store, manifest.images, dir, { signal });
+      return { manifest, skipped };
+    } catch (err) {
+      if (err instanceof SnapshotError && err.code === "SNAPSHOT_SCHEMA_TOO_NEW") {
+        throw new CriuError("CRIU_SNAPSHOT_TOO_NEW", err.message, { cause: err });
+      }
+      if (!(err instanceof SnapshotError) || !FALLBACK.has(err.code)) throw err;
+      ctx.logger.warn(
+        { generation, code: err.code, err },
+        "snapshot generation unusable; trying an older one",
+      );
+      skipped.push({ generation, code: err.code, message: err.message });
+    }
+  }
+  const detail = skipped.map((s) => `generation ${s.generation}: ${s.message}`).join("; ");
+  throw new CriuError("CRIU_NO_USABLE_SNAPSHOT", `Task "${ctx.repo.task}" has no usable snapshot: ${detail}`);
+}
+
+// Restores a task: images downloaded (verified chunk by chunk) to local disk, open files
+// put back to their state at the freeze, then `criu restore` in the foreground: CRIU stays
+// the parent of the restored tree (which keeps unshare's PDEATHSIG) and exits when it ends.
+export async function restoreTask(
+  ctx: RestoreContext,
+  spec: TaskSpec,
+  options: { generation?: number; lazy?: boolean; signal?: AbortSignal },
+): Promise<RestoreResult & { manifest: Manifest }> {
+  const { signal } = options;
+  const started = performance.now();
+  const dir = join(ctx.workDir, `restore-${process.pid}-${Date.now().toString(36)}`);
+  await mkdir(ctx.workDir, { recursive: true });
+  const { manifest, skipped } = await fetchGeneration(ctx, join(dir, "images"), options);
+  const filesCtx = { mount: ctx.mount, client: ctx.client, signal };
+  await restoreOpenFiles(filesCtx, manifest.openFiles);
+  const exitCodePath = join(spec.cwd, ".exitcode");
+  await removeTaskFile({ client: ctx.client, mountpoint: ctx.mount.mountpoint }, exitCodePath, signal);
+
+  const pidfile = join(dir, "restored.pid");
+  const logFile = join(dir, "restore.log");
+  const criu = runCriu(
+    [
+      "restore",
+      "-D",
+      join(dir, "images"),
+      "--log-file",
+      logFile,
+      "--pidfile",
+      pidfile,
+      ctx.tcpMode === "established" ? "--tcp-established" : "--tcp-close",
+      "--file-locks",
+    ],
+    { logFile, reject: false },
+  );
+  // The pidfile appears once the tree is restored, before CRIU resumes it.
+  let ended = false;
+  const done = criu.finally(() => {
+    ended = true;
+  });
+  let pid = 0;
+  while (!pid) {
+    const text = await readFile(pidfile, "utf8").catch(() => "");
+    if (text.trim()) pid = Number(text.trim());
+    else if (ended) break;
+    else await new Promise((r) => setTimeout(r, 10));
+  }
+  if (!pid) {
+    const r = await done;
+    const log = await readFile(logFile, "utf8").catch(() => "");
+    const tail = log
+      .split("\n")
+      .filter((l) => /Error|error|Can't|fail/.test(l) && !l.includes("RLIMIT_NOFILE"))
+      .slice(-8)
+      .join("\n  ");
+    await rm(dir, { recursive: true, force: true });
+    throw new CriuError(
+      "CRIU_RESTORE_FAILED",
+      `criu restore of task "${spec.id}" generation ${manifest.generation} exited with ${r.exitCode}:\n  ${tail || r.stderr}`,
+    );
+  }
+  const resumeMs = performance.now() - started;
+  const exited = done.then(async (r) => {
+    const recorded = await readTaskFile(
+      { client: ctx.client, mountpoint: ctx.mount.mountpoint },
+      exitCodePath,
+    );
+    await rm(dir, { recursive: true, force: true });
+    return taskExit(recorded, r.signal ?? null);
+  });
+  const task = new TaskHandle(pid, exited);
+  ctx.logger.info(
+    { task: spec.id, generation: manifest.generation, pid, resumeMs, skipped },
+    "task restored",
+  );
+  return { task, generation: manifest.generation, skipped, resumeMs, lazy: false, manifest };
+}

@@ -1,0 +1,268 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DeleteObjectsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { type Logger, silentLogger } from "../../common/log.js";
+import type { FusionMount } from "../../driver/index.js";
+import { ChunkStore, SnapshotRepository } from "../../store/index.js";
+import { CriuError } from "../errors.js";
+import { namespaceInit, pidNamespacePrefix } from "../runner/pidns.js";
+import { checkpointTask } from "./checkpoint.js";
+import { dumpCpuinfo } from "./host-info.js";
+import { type SnapshotLayout, snapshotLayout } from "./layout.js";
+import { restoreTask } from "./restore.js";
+import { shimCommand, TaskHandle, taskExit } from "./running-task.js";
+import { readTaskFile, removeTaskFile } from "./task-files.js";
+import type {
+  CheckpointOptions,
+  CheckpointResult,
+  RestoreOptions,
+  RestoreResult,
+  SnapshotEngineLike,
+  SnapshotInfo,
+  TaskSpec,
+} from "./types.js";
+
+export interface SnapshotEngineOptions {
+  // The Fusion mount the task's files live on; its chunkedAreas must include
+  // snapshotMountAreas({ store, workPrefix }).
+  mount: FusionMount;
+  // S3 client for manifests, open-file copies and exit codes.
+  client: S3Client;
+  bucket: string;
+  // Key prefix of the task's work dir; snapshots go under <workPrefix>/.snapshots/.
+  workPrefix: string;
+  taskId: string;
+  // The chunk store behind the mount's snapshot area. Default: the one found in
+  // mount.options.chunkedAreas for this bucket and prefix.
+  store?: ChunkStore;
+  // Newest committed generations kept after each checkpoint. Default 2.
+  keepGenerations?: number;
+  // Chunks no manifest references are deleted only when older than this. Default 60 min.
+  gcGraceMs?: number;
+  // TCP connections: "established" keeps them (CRIU --tcp-established), "close" restores
+  // them closed (--tcp-close). Default "close".
+  tcpMode?: "close" | "established";
+  // Local scratch directory (CRIU logs, restored images). Default <tmpdir>/snapctl-engine-<task>.
+  workDir?: string;
+  // Lazy restore default. Default false (see docs/snapshot-engine.md for why).
+  lazy?: boolean;
+  logger?: Logger;
+  // Milliseconds since the epoch. Default Date.now.
+  clock?: () => number;
+}
+
+// The snapshot engine: runs a task in its own PID namespace, checkpoints it into S3
+// through the Fusion mount, and restores it from S3 on any machine.
+export class SnapshotEngine implements SnapshotEngineLike {
+  readonly layout: SnapshotLayout;
+  readonly store: ChunkStore;
+  readonly repo: SnapshotRepository;
+  private readonly options: SnapshotEngineOptions;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+  private readonly workDir: string;
+  private current:
+    | { spec: TaskSpec; task: TaskHandle; startedAt: number; runtimeBeforeMs: number }
+    | undefined;
+  private cpuinfo: Promise<string | null> | undefined;
+  private busy = false;
+
+  constructor(options: SnapshotEngineOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.clock = options.clock ?? Date.now;
+    this.layout = snapshotLayout(options.bucket, options.workPrefix);
+    this.workDir = options.workDir ?? join(tmpdir(), `snapctl-engine-${options.taskId}`);
+    const area = options.mount.options.chunkedAreas.find(
+      (a) => a.bucket === options.bucket && a.prefix === this.layout.imagesPrefix,
+    );
+    const store = options.store ?? area?.store;
+    if (!(store instanceof ChunkStore)) {
+      throw new CriuError(
+        "CRIU_INVALID_OPTION",
+        `The mount has no chunked area for s3://${options.bucket}/${this.layout.imagesPrefix}: mount it with chunkedAreas: snapshotMountAreas(...)`,
+      );
+    }
+    this.store = store;
+    this.repo = new SnapshotRepository({
+      store,
+      root: this.layout.root,
+      task: options.taskId,
+      ...(options.gcGraceMs === undefined ? {} : { gcGraceMs: options.gcGraceMs }),
+      logger: this.logger,
+      clock: this.clock,
+    });
+  }
+
+  private get files() {
+    return { client: this.options.client, mountpoint: this.options.mount.mountpoint };
+  }
+
+  // Starts the task in a fresh PID namespace behind the exit-code shim.
+  async start(spec: TaskSpec): Promise<TaskHandle> {
+    this.assertTask(spec);
+    const exitCodePath = join(spec.cwd, ".exitcode");
+    await removeTaskFile(this.files, exitCodePath);
+    const [cmd, ...args] = [...pidNamespacePrefix(), ...shimCommand(spec, exitCodePath)];
+    // stdio is /dev/null: Node's pipes are socketpairs, which CRIU would see as external sockets.
+    const child = spawn(cmd as string, args, {
+      env: { ...process.env, ...spec.env },
+      stdio: "ignore",
+    });
+    const exit = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+    const pid = await namespaceInit(child.pid as number).catch(async (err: unknown) => {
+      child.kill("SIGKILL");
+      throw new CriuError("CRIU_START_FAILED", `Task "${spec.id}" did not start: ${(err as Error).message}`, {
+        cause: err,
+      });
+    });
+    const exited = exit.then(async ([, signal]) => {
+      const recorded = await readTaskFile(this.files, exitCodePath).catch(() => undefined);
+      return taskExit(recorded, signal);
+    });
+    const task = new TaskHandle(pid, exited);
+    this.current = { spec, task, startedAt: this.clock(), runtimeBeforeMs: 0 };
+    this.logger.info({ task: spec.id, pid }, "task started");
+    return task;
+  }
+
+  // Checkpoints the current task; then removes generations beyond keepGenerations.
+  async checkpoint(options: CheckpointOptions = {}): Promise<CheckpointResult> {
+    const current = this.current;
+    if (!current)
+      throw new CriuError("CRIU_NO_TASK", `No task of "${this.options.taskId}" is running under this engine`);
+    if (this.busy)
+      throw new CriuError("CRIU_BUSY", `A checkpoint of task "${this.options.taskId}" is already running`);
+    this.busy = true;
+    try {
+      this.cpuinfo ??= dumpCpuinfo();
+      const result = await checkpointTask(
+        {
+          mount: this.options.mount,
+          client: this.options.client,
+          store: this.store,
+          repo: this.repo,
+          layout: this.layout,
+          workDir: this.workDir,
+          tcpMode: this.options.tcpMode ?? "close",
+          logger: this.logger,
+          clock: this.clock,
+          cpuinfo: () => this.cpuinfo as Promise<string | null>,
+        },
+        current,
+        {
+          leaveRunning: options.leaveRunning ?? true,
+          reason: options.reason ?? "manual",
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+      );
+      await this.collectGarbage(options.signal).catch((err: unknown) =>
+        this.logger.warn({ err }, "snapshot GC failed; old generations stay until the next one"),
+      );
+      return result;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async latest(options: { signal?: AbortSignal } = {}): Promise<SnapshotInfo | undefined> {
+    const generation = await this.repo.latest(options);
+    if (generation === undefined) return undefined;
+    const m = await this.repo.load(generation, options);
+    return {
+      generation,
+      createdAt: m.createdAt,
+      mode: m.mode,
+      bytesLogical: m.bytes.logical,
+      bytesUploaded: m.bytes.uploaded,
+    };
+  }
+
+  async restore(spec: TaskSpec, options: RestoreOptions = {}): Promise<RestoreResult> {
+    this.assertTask(spec);
+    await mkdir(this.workDir, { recursive: true });
+    const { manifest, ...result } = await restoreTask(
+      {
+        mount: this.options.mount,
+        client: this.options.client,
+        store: this.store,
+        repo: this.repo,
+        workDir: this.workDir,
+        tcpMode: this.options.tcpMode ?? "close",
+        logger: this.logger,
+      },
+      spec,
+      options,
+    );
+    this.current = { spec, task: result.task as TaskHandle, startedAt: this.clock(), runtimeBeforeMs: 0 };
+    void manifest;
+    return result;
+  }
+
+  // After the task ended on its own: drops every generation but the newest manifest's
+  // record... (memory images are the bulk): keeps the newest manifest, removes the others
+  // and the chunks no manifest references.
+  async cleanup(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.collectGarbage(options.signal, 1);
+  }
+
+  private async collectGarbage(
+    signal?: AbortSignal,
+    keep = this.options.keepGenerations ?? 2,
+  ): Promise<void> {
+    const report = await this.repo.gc({ keep, ...(signal ? { signal } : {}) });
+    if (report.deletedGenerations.length === 0) return;
+    // Open-file copies of the deleted generations (image dirs hold only directory markers).
+    const keys: string[] = [];
+    for (const g of report.deletedGenerations) {
+      const gen = String(g).padStart(6, "0");
+      for (const prefix of [
+        `${this.layout.root}${this.options.taskId}/files/gen-${gen}/`,
+        `${this.layout.imagesPrefix}${this.options.taskId}/gen-${gen}/`,
+      ]) {
+        keys.push(...(await this.listKeys(prefix, signal)));
+      }
+    }
+    for (let i = 0; i < keys.length; i += 1000) {
+      await this.options.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.options.bucket,
+          Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) },
+        }),
+        { abortSignal: signal },
+      );
+    }
+    this.logger.info({ task: this.options.taskId, report }, "old snapshot generations removed");
+  }
+
+  private async listKeys(prefix: string, signal?: AbortSignal): Promise<string[]> {
+    const { ListObjectsCommand } = await import("@aws-sdk/client-s3");
+    const keys: string[] = [];
+    let marker: string | undefined;
+    for (;;) {
+      const r = await this.options.client.send(
+        new ListObjectsCommand({
+          Bucket: this.options.bucket,
+          Prefix: prefix,
+          ...(marker ? { Marker: marker } : {}),
+        }),
+        { abortSignal: signal },
+      );
+      for (const o of r.Contents ?? []) if (o.Key) keys.push(o.Key);
+      if (!r.IsTruncated || !r.Contents?.length) return keys;
+      marker = r.Contents.at(-1)?.Key;
+    }
+  }
+
+  private assertTask(spec: TaskSpec): void {
+    if (spec.id !== this.options.taskId) {
+      throw new CriuError(
+        "CRIU_INVALID_OPTION",
+        `This engine serves task "${this.options.taskId}", not "${spec.id}"`,
+      );
+    }
+  }
+}

@@ -1,0 +1,87 @@
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EngineFixture, haveCc, WORK_PREFIX, waitFor, writtenBy } from "./engine-fixture.js";
+
+const MIB = 256;
+const STEPS = 30;
+// 10% of the pages over 10 steps.
+const CHURN = Math.ceil((MIB * 256) / 100);
+const SLEEP_MS = 150;
+
+describe.skipIf(!haveCc())("snapshot engine: dump through Fusion, restore from S3 alone", () => {
+  let f: EngineFixture;
+  let expected = "";
+
+  beforeAll(async () => {
+    f = await EngineFixture.start();
+    const ref = await mkdtemp(join(tmpdir(), "snap-ref-"));
+    try {
+      execFileSync(f.memtask, [String(MIB), String(STEPS), String(CHURN), "0", join(ref, "out")], {
+        stdio: "ignore",
+      }).toString();
+    } catch (err) {
+      if ((err as { status?: number }).status !== 7) throw err;
+    }
+    expected = await readFile(join(ref, "out"), "utf8");
+    await rm(ref, { recursive: true, force: true });
+  });
+
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  it("checkpoints a 256 MiB task twice (second one incremental), kills it, restores it on a fresh mount", async () => {
+    await f.remount();
+    const engine = f.engine();
+    const cwd = await f.workDir();
+    const output = join(cwd, "results.txt");
+    const spec = {
+      id: "t-1",
+      command: [f.memtask, String(MIB), String(STEPS), String(CHURN), String(SLEEP_MS), output],
+      cwd,
+      stdoutPath: join(cwd, ".command.out"),
+      stderrPath: join(cwd, ".command.err"),
+    };
+    expect(await engine.latest()).toBeUndefined();
+    const task = await engine.start(spec);
+    f.tasks.push(task);
+    const lines = async (n: number) => (await writtenBy(task.pid, output)) >= n * 19;
+    await waitFor("3 steps", () => lines(3));
+
+    const first = await engine.checkpoint({ reason: "periodic" });
+    expect(first).toMatchObject({ generation: 1, parentGeneration: null, mode: "full" });
+    const at = await writtenBy(task.pid, output);
+    await waitFor("10 more steps", async () => (await writtenBy(task.pid, output)) >= at + 10 * 20);
+    const second = await engine.checkpoint({ leaveRunning: false, reason: "notice" });
+    expect(second).toMatchObject({ generation: 2, parentGeneration: 1, mode: "incremental-chunks" });
+    console.log(
+      `[engine] full: ${first.bytesLogical} B logical, ${first.bytesUploaded} B uploaded, freeze ${first.freezeMs} ms, total ${first.totalMs} ms; ` +
+        `incremental: ${second.bytesLogical} B logical, ${second.bytesUploaded} B uploaded ` +
+        `(${((100 * second.bytesUploaded) / first.bytesUploaded).toFixed(1)}% of the full), freeze ${second.freezeMs} ms, total ${second.totalMs} ms`,
+    );
+    expect(first.bytesLogical).toBeGreaterThan(MIB * 1024 * 1024);
+    expect(second.bytesUploaded).toBeLessThanOrEqual(0.2 * first.bytesUploaded);
+    const killed = await task.exited;
+    expect(killed.exitCode).toBeNull();
+    expect(task.checkpointed).toBe(true);
+
+    // The machine goes away: mount and cache removed. A fresh mount, from S3 alone.
+    await f.remount();
+    const engine2 = f.engine({ workDir: join(f.dir, "engine-work-2") });
+    const restored = await engine2.restore(spec);
+    f.tasks.push(restored.task);
+    console.log(
+      `[engine] restore: generation ${restored.generation}, task running again after ${Math.round(restored.resumeMs)} ms`,
+    );
+    expect(restored.generation).toBe(2);
+    expect(restored.skipped).toEqual([]);
+    const exit = await restored.task.exited;
+    expect(exit).toEqual({ exitCode: 7, signal: null });
+    expect(await f.getText(`${WORK_PREFIX}/results.txt`)).toBe(expected);
+    const stdout = await f.getText(`${WORK_PREFIX}/.command.out`);
+    expect(stdout).toBe(Array.from({ length: STEPS }, (_, i) => `step ${i + 1}\n`).join(""));
+  });
+});
