@@ -309,12 +309,16 @@ export class Namespace {
       this.stats.delete(path);
       return;
     }
-    await this.o.s3.copy(
+    const etag = await this.o.s3.copy(
       { bucket: loc.bucket, key, size: info.size },
       { bucket: loc.bucket, key },
       { meta, contentType: info.contentType },
     );
-    if (open) open.meta = meta;
+    // Same bytes, new ETag: an open reader must pin the new version or its GETs would fail.
+    if (open) {
+      open.meta = meta;
+      if (open.base && etag) open.base = { ...open.base, etag };
+    }
     this.stats.delete(path);
   }
 
@@ -362,9 +366,12 @@ export class Namespace {
     if (open?.dirty) await this.o.files.flushFile(open);
     const info = await this.o.s3.head(src.bucket, src.key);
     if (!info) throw enoent(pathOf(src.bucket, src.key));
-    await this.o.s3.copy({ ...src, size: info.size }, dst);
+    const etag = await this.o.s3.copy({ ...src, size: info.size }, dst);
     await this.o.s3.delete(src.bucket, src.key);
-    if (open) this.o.files.rekey(open, dst.bucket, dst.key);
+    if (open) {
+      this.o.files.rekey(open, dst.bucket, dst.key);
+      if (open.base && etag) open.base = { ...open.base, etag };
+    }
   }
 
   private async renameDir(
