@@ -14,3 +14,4 @@ commands.push((await import("./status.js")).registerStatus);
 commands.push((await import("./inspect.js")).registerInspect);
 commands.push((await import("./gc.js")).registerGc);
 commands.push((await import("./controller.js")).registerController);
+commands.push((await import("./demo.js")).registerDemo);
