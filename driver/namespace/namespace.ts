@@ -4,8 +4,8 @@ import type { FileTable } from "../files/file-table.js";
 import type { OpenFile } from "../files/open-file.js";
 import { type FileMeta, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../s3/metadata.js";
 import type { ObjectInfo, S3Ops } from "../s3/s3-ops.js";
-import { forEachLimit } from "../util/semaphore.js";
 import { dirPrefix, type Location, parsePath, pathOf } from "./paths.js";
+import { renamePath } from "./rename.js";
 import { type Entry, StatCache } from "./stat-cache.js";
 
 export interface NamespaceOptions {
@@ -43,7 +43,7 @@ export class Namespace {
   readonly stats: StatCache;
   private bucketList: { names: string[]; expires: number } | undefined;
 
-  constructor(private readonly o: NamespaceOptions) {
+  constructor(readonly o: NamespaceOptions) {
     this.stats = new StatCache(o.statTtlMs);
     o.files.onFlushed = (state, file) => {
       if (state.chunks) return;
@@ -208,6 +208,11 @@ export class Namespace {
     this.stats.set(path, { type: "dir", size: 4096, mtimeMs: Date.now(), perm: mode & 0o7777 });
   }
 
+  // Rename of a file (copy, then delete) or of a whole directory (every key below it).
+  async rename(from: string, to: string): Promise<void> {
+    await renamePath(this, from, to);
+  }
+
   async rmdir(path: string): Promise<void> {
     const { bucket, key } = this.objectOf(path);
     const prefix = `${key}/`;
@@ -321,93 +326,6 @@ export class Namespace {
     }
     this.stats.delete(path);
   }
-
-  // Rename of a file (copy, then delete) or of a whole directory (every key below it).
-  async rename(from: string, to: string): Promise<void> {
-    const src = this.objectOf(from);
-    const dst = this.objectOf(to);
-    const open = this.o.files.openFile(src.bucket, src.key);
-    if (open && isHidden(dst.key)) return await this.hide(from, open, dst);
-    const entry = await this.getattr(from);
-    if (entry.type !== "dir") {
-      const target = this.stats.get(to);
-      if (target && target.type === "dir")
-        throw new DriverError("DRIVER_NOT_SUPPORTED", `${to} is a directory`, { errno: Errno.EISDIR });
-      await this.renameFile(src, dst);
-    } else {
-      await this.renameDir(src, dst);
-    }
-    this.stats.deleteTree(from);
-    this.stats.deleteTree(to);
-    this.stats.set(from, null);
-  }
-
-  // libfuse (without hard_remove) renames a file that is unlinked while open to
-  // ".fuse_hidden...", so that it stays usable through its descriptors. On S3 that is an
-  // unlink: the object goes now, the open file lives on in the mount under the hidden name and
-  // is never uploaded; libfuse unlinks the hidden name at the last close.
-  private async hide(from: string, open: OpenFile, dst: { bucket: string; key: string }): Promise<void> {
-    const { bucket, key } = open;
-    open.unlinked = true;
-    if (!this.o.files.removeChunked(bucket, key)) await this.o.s3.delete(bucket, key);
-    this.o.files.rekey(open, dst.bucket, dst.key);
-    this.stats.set(from, null);
-  }
-
-  private async renameFile(
-    src: { bucket: string; key: string },
-    dst: { bucket: string; key: string },
-  ): Promise<void> {
-    if (this.o.files.chunkedEntry(src.bucket, src.key)) {
-      this.o.files.moveChunked(src, dst);
-      return;
-    }
-    const open = this.o.files.openFile(src.bucket, src.key);
-    if (open?.dirty) await this.o.files.flushFile(open);
-    const info = await this.o.s3.head(src.bucket, src.key);
-    if (!info) throw enoent(pathOf(src.bucket, src.key));
-    const etag = await this.o.s3.copy({ ...src, size: info.size }, dst);
-    await this.o.s3.delete(src.bucket, src.key);
-    if (open) {
-      this.o.files.rekey(open, dst.bucket, dst.key);
-      if (open.base && etag) open.base = { ...open.base, etag };
-    }
-  }
-
-  private async renameDir(
-    src: { bucket: string; key: string },
-    dst: { bucket: string; key: string },
-  ): Promise<void> {
-    const from = `${src.key}/`;
-    const to = `${dst.key}/`;
-    if (dst.bucket === src.bucket && to.startsWith(from))
-      throw new DriverError(
-        "DRIVER_NOT_SUPPORTED",
-        `Cannot move ${pathOf(src.bucket, src.key)} into itself`,
-        { errno: Errno.EINVAL },
-      );
-    for (const file of this.o.files.openUnder(src.bucket, from))
-      if (file.dirty) await this.o.files.flushFile(file);
-    const keys: Array<{ key: string; size: number }> = [];
-    for await (const page of this.o.s3.listAll(src.bucket, from, { recursive: true }))
-      for (const f of page.files) keys.push({ key: f.key, size: f.size });
-    await forEachLimit(keys, this.o.concurrency, async (k) => {
-      await this.o.s3.copy(
-        { bucket: src.bucket, key: k.key, size: k.size },
-        { bucket: dst.bucket, key: to + k.key.slice(from.length) },
-      );
-    });
-    await forEachLimit(keys, this.o.concurrency, async (k) => {
-      await this.o.s3.delete(src.bucket, k.key);
-    });
-    for (const file of this.o.files.openUnder(src.bucket, from))
-      this.o.files.rekey(file, dst.bucket, to + file.key.slice(from.length));
-    for (const c of this.o.files.chunkedUnder(src.bucket, from))
-      this.o.files.moveChunked(
-        { bucket: src.bucket, key: c.key },
-        { bucket: dst.bucket, key: to + c.key.slice(from.length) },
-      );
-  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
@@ -415,6 +333,6 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
 }
 
 // Whether a key's last component is a name libfuse hides unlinked open files under.
-function isHidden(key: string): boolean {
+export function isHidden(key: string): boolean {
   return key.slice(key.lastIndexOf("/") + 1).startsWith(".fuse_hidden");
 }
