@@ -20,7 +20,8 @@ async function criuDumpPid(gen: number): Promise<number | undefined> {
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const cmd = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmd.includes("criu\0dump") && cmd.includes(`gen-${String(gen).padStart(6, "0")}`)) return Number(entry);
+    if (cmd.includes("criu\0dump") && cmd.includes(`gen-${String(gen).padStart(6, "0")}`))
+      return Number(entry);
   }
   return undefined;
 }
@@ -37,7 +38,9 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
     f = await EngineFixture.start();
     const ref = await mkdtemp(join(tmpdir(), "snap-ref-"));
     try {
-      execFileSync(f.memtask, [String(MIB), String(STEPS), String(CHURN), "0", join(ref, "out")], { stdio: "ignore" });
+      execFileSync(f.memtask, [String(MIB), String(STEPS), String(CHURN), "0", join(ref, "out")], {
+        stdio: "ignore",
+      });
     } catch (err) {
       if ((err as { status?: number }).status !== 7) throw err;
     }
@@ -66,7 +69,11 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
     const before = (f.store?.stats.bytesWritten ?? 0) + 8 * 1024 * 1024;
     const third = engine.checkpoint();
     const killed = (async () => {
-      await waitFor("criu dump writing pages", async () => (f.store?.stats.bytesWritten ?? 0) > before, 30_000);
+      await waitFor(
+        "criu dump writing pages",
+        async () => (f.store?.stats.bytesWritten ?? 0) > before,
+        30_000,
+      );
       const pid = await criuDumpPid(3);
       if (pid) process.kill(pid, "SIGKILL");
       return pid;
@@ -127,7 +134,11 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
       const r = await restoreAndFinish();
       expect(r.generation).toBe(1);
       expect(r.skipped).toEqual([
-        expect.objectContaining({ generation: 2, code: "SNAPSHOT_CORRUPT_CHUNK", message: expect.stringContaining(hash) }),
+        expect.objectContaining({
+          generation: 2,
+          code: "SNAPSHOT_CORRUPT_CHUNK",
+          message: expect.stringContaining(hash),
+        }),
       ]);
     } finally {
       await put(chunkKey(hash), original);
@@ -142,7 +153,11 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
       const r = await restoreAndFinish();
       expect(r.generation).toBe(1);
       expect(r.skipped).toEqual([
-        expect.objectContaining({ generation: 2, code: "SNAPSHOT_MISSING_CHUNK", message: expect.stringContaining(hash) }),
+        expect.objectContaining({
+          generation: 2,
+          code: "SNAPSHOT_MISSING_CHUNK",
+          message: expect.stringContaining(hash),
+        }),
       ]);
     } finally {
       await put(chunkKey(hash), original);
@@ -155,7 +170,9 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
     try {
       const r = await restoreAndFinish();
       expect(r.generation).toBe(1);
-      expect(r.skipped).toEqual([expect.objectContaining({ generation: 2, code: "SNAPSHOT_MANIFEST_CORRUPT" })]);
+      expect(r.skipped).toEqual([
+        expect.objectContaining({ generation: 2, code: "SNAPSHOT_MANIFEST_CORRUPT" }),
+      ]);
     } finally {
       await put(manifestKey(2), text);
     }
@@ -176,6 +193,8 @@ describe.skipIf(!haveCc())("snapshot engine: damaged snapshots and a crash mid-d
   it("says there is no snapshot when a task has none", async () => {
     const other = f.engine({ taskId: "t-none" });
     expect(await other.latest()).toBeUndefined();
-    await expect(other.restore({ ...spec, id: "t-none" })).rejects.toMatchObject({ code: "CRIU_NO_SNAPSHOT" });
+    await expect(other.restore({ ...spec, id: "t-none" })).rejects.toMatchObject({
+      code: "CRIU_NO_SNAPSHOT",
+    });
   });
 });
