@@ -51,6 +51,8 @@ export interface ControllerServiceOptions {
   // Queue names. Defaults EVENTS_QUEUE, CONTROL_QUEUE.
   eventsQueue?: string;
   controlQueue?: string;
+  // Told of every local instance that ends (the demo shows it).
+  onInstanceExit?: (exit: LocalInstanceExit) => void;
   logger?: Logger;
   signal?: AbortSignal;
 }
@@ -266,6 +268,7 @@ export class ControllerService {
   // instance, queued after whatever its agent published before exiting (so an agent's
   // own "succeeded" wins over this). Events of an instance the task left are ignored.
   private onInstanceExit(exit: LocalInstanceExit): void {
+    this.options.onInstanceExit?.(exit);
     if (!exit.taskId || this.abort.signal.aborted) return;
     const base = {
       id: `exit-${exit.instanceId}`,
