@@ -7,3 +7,4 @@ export * from "./events/index.js";
 export * from "./policy/index.js";
 export * from "./run/index.js";
 export * from "./watch/index.js";
+export { type CriuBindingOptions, criuEngineBinding } from "./run/criu-binding.js";

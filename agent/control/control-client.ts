@@ -46,6 +46,8 @@ export async function sendControlRequest(
       });
       socket.once("connect", () => socket.write(`${JSON.stringify(request)}\n`));
       const lines = createInterface({ input: socket });
+      // readline re-emits the socket's errors; the socket's own handler above reports them.
+      lines.on("error", () => {});
       lines.once("line", (line) => {
         const response = JSON.parse(line) as ControlResponse;
         if (response.ok) resolve(response.result);

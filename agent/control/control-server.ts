@@ -58,6 +58,7 @@ export class ControlServer {
     socket.on("close", () => this.sockets.delete(socket));
     socket.on("error", () => {});
     const lines = createInterface({ input: socket });
+    lines.on("error", () => {});
     lines.on("line", (line) => {
       this.answer(line).then(
         (response) => socket.write(`${JSON.stringify(response)}\n`),

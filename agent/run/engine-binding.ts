@@ -20,4 +20,6 @@ export interface EngineContext {
 export interface EngineBinding {
   mountOptions?(context: EngineContext): Partial<FusionOptions>;
   create(context: EngineContext & { mount: FusionMount }): SnapshotEngineLike | Promise<SnapshotEngineLike>;
+  // Frees what the binding holds (its chunk store) after the mount is closed.
+  close?(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { execa } from "execa";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { type Logger, silentLogger } from "../../common/log.js";
@@ -90,7 +90,7 @@ class Agent {
       const error = asAgentError(err);
       this.logger.error({ err: error }, "agent failed");
       await this.report("failed", { error: error.message });
-      this.task?.kill("SIGKILL");
+      await this.stopTask();
       return this.result(ExitCode.failure, "failed", { error });
     } finally {
       await this.tearDown();
@@ -173,7 +173,7 @@ class Agent {
   // Restores the task if it has a snapshot, else starts it. Returns a result only on failure.
   private async begin(): Promise<AgentResult | undefined> {
     const o = this.o;
-    const spec = await this.taskSpec();
+    const spec = this.taskSpec();
     let latest: { generation: number } | undefined;
     try {
       latest =
@@ -228,6 +228,7 @@ class Agent {
     }
     if (!o.command || o.command.length === 0)
       throw new AgentError("AGENT_NO_COMMAND", `Task "${o.taskId}" has no snapshot and no command to start`);
+    // Through a child process: never a blocking call on our own mount.
     await execa("mkdir", ["-p", spec.cwd], { cancelSignal: o.signal });
     try {
       this.adopt(await this.engine.start(spec));
@@ -304,7 +305,7 @@ class Agent {
         error: `final checkpoint failed: ${error.message}`,
         exitCode: ExitCode.checkpointFailed,
       });
-      this.task?.kill("SIGKILL");
+      await this.stopTask();
       await this.flushFiles();
       return this.result(ExitCode.checkpointFailed, "checkpoint-failed", { error });
     }
@@ -406,6 +407,15 @@ class Agent {
     );
   }
 
+  // Kills the task and waits for it to be gone: its processes close files on the mount as
+  // they die, and the mount must still be served then.
+  private async stopTask(): Promise<void> {
+    if (!this.task || this.taskEnded) return;
+    this.task.kill("SIGKILL");
+    if (!(await this.endedWithin(10_000)))
+      this.logger.error({ pid: this.task.pid }, "the task did not die within 10 s of SIGKILL");
+  }
+
   // Resolves with the task's exit if it ends within `ms`.
   private async endedWithin(ms: number): Promise<TaskExit | undefined> {
     if (this.taskEnded || !this.task) return this.taskEnded;
@@ -486,9 +496,11 @@ class Agent {
     await this.outbox.publish(event).catch((err: unknown) => this.logger.error({ err, event }, "event lost"));
   }
 
-  private async taskSpec(): Promise<TaskSpec> {
-    const mountpoint = (this.mount as FusionMount).mountpoint;
-    const cwd = workDirOnMount(mountpoint, this.location);
+  // The task's spec: it runs in its work dir on the mount, its output appended to files
+  // there. The engine starts it in that directory and records its exit code in
+  // <workdir>/.exitcode, as Nextflow's wrapper does.
+  private taskSpec(): TaskSpec {
+    const cwd = workDirOnMount((this.mount as FusionMount).mountpoint, this.location);
     return {
       id: this.o.taskId,
       command: this.o.command ?? [],
@@ -551,6 +563,9 @@ class Agent {
       ?.close({ flushTimeoutMs: this.o.eventsFlushTimeoutMs ?? 10_000 })
       .catch((err: unknown) => this.logger.warn({ err }, "cannot close the event outbox"));
     await this.mount?.close().catch((err: unknown) => this.logger.error({ err }, "cannot unmount"));
+    await this.o.engine
+      .close?.()
+      .catch((err: unknown) => this.logger.warn({ err }, "cannot close the engine binding"));
     if (this.ownClient) this.client?.destroy();
   }
 }

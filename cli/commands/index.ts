@@ -6,6 +6,7 @@ import { registerLocal } from "./local.js";
 export const commands: Array<(program: Command) => void> = [registerLocal, registerDoctor];
 commands.push((await import("./mount.js")).registerMount);
 commands.push((await import("./checkpoint.js")).registerCheckpoint);
+commands.push((await import("./agent.js")).registerAgent);
 commands.push((await import("./run.js")).registerRun);
 commands.push((await import("./interrupt.js")).registerInterrupt);
 commands.push((await import("./restore.js")).registerRestore);

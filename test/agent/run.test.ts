@@ -1,0 +1,160 @@
+// runAgent in this process with the real snapshot engine (CRIU), s3rver, redis-server and
+// the IMDS emulator. This process serves the FUSE mount: the test reads the task's files
+// through S3 only.
+import { EventEmitter } from "node:events";
+import { readFile } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type AgentOptions, type AgentResult, runAgent, sendControlRequest } from "../../agent/index.js";
+import { ExitCode } from "../../cli/exit-codes.js";
+import { ImdsEmulator } from "../../cloud/index.js";
+import { createLogger } from "../../common/log.js";
+import type { CheckpointOptions, RunningTask } from "../../criu/index.js";
+import { AgentFixture, BUCKET, waitFor } from "./agent-fixture.js";
+import { observedBinding } from "./observed-binding.js";
+
+describe("runAgent with the real engine", () => {
+  let f: AgentFixture;
+  let imds: ImdsEmulator;
+
+  beforeAll(async () => {
+    f = await AgentFixture.start();
+  });
+  afterEach(async () => {
+    await imds?.stop();
+  });
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  async function options(
+    task: string,
+    extra: Partial<AgentOptions> & Pick<AgentOptions, "engine">,
+  ): Promise<AgentOptions> {
+    imds = new ImdsEmulator();
+    await imds.start();
+    return {
+      taskId: task,
+      workDir: `s3://${BUCKET}/jobs/${task}`,
+      mountpoint: f.mountpoint,
+      cacheDir: join(f.dir, `cache-${task}`),
+      client: f.client,
+      imdsEndpoint: imds.endpoint,
+      imdsPollIntervalMs: 100,
+      redisUrl: f.cloud.redis.url,
+      home: f.home,
+      eventsFlushTimeoutMs: 10_000,
+      ...(process.env.SNAPCTL_TEST_LOG
+        ? { logger: createLogger("agent-test", process.env.SNAPCTL_TEST_LOG) }
+        : {}),
+      ...extra,
+    };
+  }
+
+  // The agent answers on its control socket and its task runs.
+  async function running(task: string): Promise<void> {
+    await waitFor(`task ${task} running`, async () => {
+      const status = await sendControlRequest(task, { command: "status" }, { home: f.home }).catch(
+        () => undefined,
+      );
+      return status?.state === "running";
+    });
+  }
+
+  async function eventTypes(task: string): Promise<string[]> {
+    return (await f.events()).filter((e) => e.taskId === task).map((e) => e.type);
+  }
+
+  // The task's processes below its namespace init (the shim).
+  async function childrenOf(pid: number): Promise<number[]> {
+    const text = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+    return text.trim() ? text.trim().split(/\s+/).map(Number) : [];
+  }
+
+  // Whether the process has a handler for `signal` (SigCgt in /proc/<pid>/status).
+  async function catches(pid: number, signal: "SIGUSR1"): Promise<boolean> {
+    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    const mask = BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(status)?.[1] ?? "0"}`);
+    return ((mask >> BigInt(osConstants.signals[signal] - 1)) & 1n) === 1n;
+  }
+
+  it("keeps the task's exit code, output and a Nextflow-style .exitcode when the task exits on its own", async () => {
+    const { binding } = observedBinding();
+    const result = await runAgent(
+      await options("t-exit", {
+        engine: binding,
+        command: ["sh", "-c", "echo out; echo err >&2; pwd; exit 3"],
+      }),
+    );
+    expect(result).toMatchObject({ exitCode: 3, outcome: "exited", taskExit: { exitCode: 3, signal: null } });
+    expect(await f.getText("jobs/t-exit/.exitcode")).toBe("3\n");
+    // The task ran in its work dir on the mount.
+    expect(await f.getText("jobs/t-exit/.command.out")).toBe(
+      `out\n${f.mountpoint}/s3/${BUCKET}/jobs/t-exit\n`,
+    );
+    expect(await f.getText("jobs/t-exit/.command.err")).toBe("err\n");
+    expect(await eventTypes("t-exit")).toEqual(["started", "failed"]);
+    const failed = (await f.events()).find((e) => e.taskId === "t-exit" && e.type === "failed");
+    expect(failed).toMatchObject({ exitCode: 3, error: "task exited with code 3" });
+  });
+
+  it("exits 176 when the final checkpoint fails, and says why", async () => {
+    const { binding } = observedBinding();
+    const signals = new EventEmitter();
+    // A task holding a device CRIU cannot dump: every checkpoint of it fails.
+    const run = runAgent(
+      await options("t-fail", {
+        engine: binding,
+        signals,
+        command: ["sh", "-c", "exec 3<>/dev/fuse; while :; do sleep 0.1; done"],
+      }),
+    );
+    await running("t-fail");
+    signals.emit("SIGTERM");
+    const result = await run;
+    expect(result.exitCode).toBe(ExitCode.checkpointFailed);
+    expect(result.outcome).toBe("checkpoint-failed");
+    expect(result.error?.code).toBe("AGENT_CHECKPOINT_FAILED");
+    expect(result.error?.message).toContain('Checkpoint (sigterm) of task "t-fail" failed');
+    expect(await eventTypes("t-fail")).toEqual([
+      "started",
+      "interrupted",
+      "checkpoint-started",
+      "checkpoint-failed",
+      "failed",
+    ]);
+  });
+
+  it("reports the task's own exit, not a failed checkpoint, when the task exits during the final checkpoint", async () => {
+    const signals = new EventEmitter();
+    // Just before the dump reaches CRIU, the task is told to exit, and does.
+    const { binding } = observedBinding(async (_options: CheckpointOptions, tasks: RunningTask[]) => {
+      const task = tasks.at(-1) as RunningTask;
+      // The task may still be starting: wait until its shell has set its trap.
+      let shell: number | undefined;
+      await waitFor("the task's USR1 trap", async () => {
+        for (const pid of await childrenOf(task.pid)) if (await catches(pid, "SIGUSR1")) shell = pid;
+        return shell !== undefined;
+      });
+      process.kill(shell as number, "SIGUSR1");
+      await task.exited;
+    });
+    const run = runAgent(
+      await options("t-race", {
+        engine: binding,
+        signals,
+        command: ["sh", "-c", "trap 'exit 5' USR1; while :; do sleep 0.1; done"],
+      }),
+    );
+    await running("t-race");
+    signals.emit("SIGTERM");
+    const result: AgentResult = await run;
+    expect(result).toMatchObject({ exitCode: 5, outcome: "exited", taskExit: { exitCode: 5 } });
+    expect(await f.getText("jobs/t-race/.exitcode")).toBe("5\n");
+    const types = await eventTypes("t-race");
+    expect(types.slice(0, 3)).toEqual(["started", "interrupted", "checkpoint-started"]);
+    expect(types.at(-1)).toBe("failed");
+    expect(types).not.toContain("checkpoint-failed");
+  });
+});
