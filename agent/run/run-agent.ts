@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { execa } from "execa";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { type Logger, silentLogger } from "../../common/log.js";
