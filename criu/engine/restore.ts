@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { access, mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
@@ -7,6 +7,7 @@ import { type ChunkStore, type Manifest, SnapshotError, type SnapshotRepository 
 import { CriuError } from "../errors.js";
 import { runCriu } from "../runner/run-criu.js";
 import { downloadImages } from "./image-download.js";
+import { imagesKeyPrefix, type SnapshotLayout } from "./layout.js";
 import { restoreOpenFiles } from "./open-files.js";
 import { preflight } from "./preflight.js";
 import { TaskHandle, taskExit } from "./running-task.js";
@@ -18,6 +19,7 @@ export interface RestoreContext {
   client: S3Client;
   store: ChunkStore;
   repo: SnapshotRepository;
+  layout: SnapshotLayout;
   workDir: string;
   tcpMode: "close" | "established";
   logger: Logger;
@@ -39,7 +41,7 @@ type Skipped = RestoreResult["skipped"];
 async function fetchGeneration(
   ctx: RestoreContext,
   dir: string,
-  options: { generation?: number; signal?: AbortSignal },
+  options: { generation?: number; signal?: AbortSignal; skip?: (name: string) => boolean },
 ): Promise<{ manifest: Manifest; skipped: Skipped }> {
   const { signal } = options;
   const all = await ctx.repo.list({ signal });
@@ -54,7 +56,10 @@ async function fetchGeneration(
       await preflight(manifest, { workDir: ctx.workDir, signal });
       await ctx.repo.verify(manifest, "quick", { signal });
       await rm(dir, { recursive: true, force: true });
-      await downloadImages(ctx.store, manifest.images, dir, { signal });
+      const wanted = Object.fromEntries(
+        Object.entries(manifest.images).filter(([name]) => !options.skip?.(name)),
+      );
+      await downloadImages(ctx.store, wanted, dir, { signal });
       return { manifest, skipped };
     } catch (err) {
       if (err instanceof SnapshotError && err.code === "SNAPSHOT_SCHEMA_TOO_NEW") {
@@ -84,9 +89,18 @@ export async function restoreTask(
   const started = performance.now();
   const dir = join(ctx.workDir, `restore-${process.pid}-${Date.now().toString(36)}`);
   await mkdir(ctx.workDir, { recursive: true });
-  const { manifest, skipped } = await fetchGeneration(ctx, join(dir, "images"), options);
+  const lazy = options.lazy === true;
+  const images = join(dir, "images");
+  const { manifest, skipped } = await fetchGeneration(ctx, images, {
+    ...options,
+    ...(lazy ? { skip: isPages } : {}),
+  });
+  const phases: Record<string, number> = { fetched: performance.now() - started };
+  const lazyDaemon = lazy ? await startLazyPages(ctx, manifest, images) : undefined;
+  phases.lazyPages = performance.now() - started;
   const filesCtx = { mount: ctx.mount, client: ctx.client, signal };
   await restoreOpenFiles(filesCtx, manifest.openFiles);
+  phases.openFiles = performance.now() - started;
   const exitCodePath = join(spec.cwd, ".exitcode");
   await removeTaskFile({ client: ctx.client, mountpoint: ctx.mount.mountpoint }, exitCodePath, signal);
 
@@ -120,6 +134,7 @@ export async function restoreTask(
   }
   if (!pid) {
     const r = await done;
+    lazyDaemon?.stop();
     const log = await readFile(logFile, "utf8").catch(() => "");
     const tail = log
       .split("\n")
@@ -133,7 +148,11 @@ export async function restoreTask(
     );
   }
   const resumeMs = performance.now() - started;
+  phases.resumed = resumeMs;
   const exited = done.then(async (r) => {
+    // The tree is gone: lazy-pages has nothing left to serve (it would wait on its socket).
+    lazyDaemon?.stop();
+    await lazyDaemon?.finished;
     const recorded = await readTaskFile(
       { client: ctx.client, mountpoint: ctx.mount.mountpoint },
       exitCodePath,
@@ -143,8 +162,60 @@ export async function restoreTask(
   });
   const task = new TaskHandle(pid, exited);
   ctx.logger.info(
-    { task: spec.id, generation: manifest.generation, pid, resumeMs, skipped },
+    // phases: ms since the start when each step was done.
+    { task: spec.id, generation: manifest.generation, pid, resumeMs, skipped, lazy, phases },
     "task restored",
   );
-  return { task, generation: manifest.generation, skipped, resumeMs, lazy: false, manifest };
+  return { task, generation: manifest.generation, skipped, resumeMs, lazy, manifest };
+}
+
+const isPages = (name: string) => /^pages-\d+\.img$/.test(name);
+
+// Lazy restore: the memory images stay in S3, presented read-only through the mount and
+// linked into the local images dir; `criu lazy-pages` serves the restored task's page
+// faults from them (userfaultfd) and streams the rest in the background.
+async function startLazyPages(
+  ctx: RestoreContext,
+  manifest: Manifest,
+  images: string,
+): Promise<{ finished: Promise<void>; stop(): void }> {
+  const keyPrefix = imagesKeyPrefix(ctx.layout, ctx.repo.task, manifest.generation);
+  const pages = Object.entries(manifest.images).filter(([name]) => isPages(name));
+  await ctx.mount.presentChunkedFiles({
+    bucket: ctx.store.bucket,
+    prefix: keyPrefix,
+    files: pages.map(([name, file]) => ({ name, file })),
+  });
+  for (const [name] of pages) {
+    await symlink(join(ctx.mount.mountpoint, "s3", ctx.store.bucket, keyPrefix, name), join(images, name));
+  }
+  const controller = new AbortController();
+  const logFile = join(images, "..", "lazy-pages.log");
+  const daemon = runCriu(["lazy-pages", "-D", images, "--log-file", logFile], {
+    logFile,
+    reject: false,
+    signal: controller.signal,
+  });
+  const socket = join(images, "lazy-pages.socket");
+  for (let i = 0; !(await exists(socket)); i++) {
+    if (i > 500) {
+      controller.abort();
+      throw new CriuError("CRIU_RESTORE_FAILED", `criu lazy-pages did not open ${socket}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return {
+    finished: daemon.then(
+      () => {},
+      () => {},
+    ),
+    stop: () => controller.abort(),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -190,12 +190,13 @@ export class SnapshotEngine implements SnapshotEngineLike {
         client: this.options.client,
         store: this.store,
         repo: this.repo,
+        layout: this.layout,
         workDir: this.workDir,
         tcpMode: this.options.tcpMode ?? "close",
         logger: this.logger,
       },
       spec,
-      options,
+      { ...options, lazy: options.lazy ?? this.options.lazy ?? false },
     );
     this.current = { spec, task: result.task as TaskHandle, startedAt: this.clock(), runtimeBeforeMs: 0 };
     void manifest;

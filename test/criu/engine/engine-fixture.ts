@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { execa } from "execa";
 import { S3Server } from "../../../cloud/index.js";
+import { createLogger } from "../../../common/log.js";
 import {
   createSnapshotStore,
   SnapshotEngine,
@@ -92,6 +93,7 @@ export class EngineFixture {
       taskId: "t-1",
       workDir: join(this.dir, "engine-work"),
       gcGraceMs: 0,
+      ...(process.env.ENGINE_DEBUG ? { logger: createLogger("engine-test", "debug") } : {}),
       ...options,
     });
   }
