@@ -157,4 +157,76 @@ describe("runAgent with the real engine", () => {
     expect(types.at(-1)).toBe("failed");
     expect(types).not.toContain("checkpoint-failed");
   });
+  it("a notice arriving while a periodic checkpoint runs: that one commits, then the final one on top of it, exit 175", async () => {
+    let noticed = false;
+    const { binding } = observedBinding(async (options) => {
+      if (options.reason !== "periodic" || noticed) return;
+      noticed = true;
+      imds.scheduleInterruption({ in: 30 });
+      // The agent's watcher polls every 100 ms: it sees the notice while this checkpoint runs.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    });
+    const result = await runAgent(
+      await options("t-busy", {
+        engine: binding,
+        checkpointIntervalMs: 1000,
+        command: ["sh", "-c", "while :; do sleep 0.1; done"],
+      }),
+    );
+    expect(result.exitCode, result.error?.message).toBe(ExitCode.checkpointed);
+    expect(result.checkpoints.map((c) => [c.generation, c.parentGeneration])).toEqual([
+      [1, null],
+      [2, 1],
+    ]);
+    const events = (await f.events()).filter((e) => e.taskId === "t-busy") as Array<Record<string, unknown>>;
+    expect(events.map((e) => e.type)).toEqual([
+      "started",
+      "checkpoint-started",
+      "checkpoint-committed",
+      "interrupted",
+      "checkpoint-started",
+      "checkpoint-committed",
+    ]);
+    expect(events[2]).toMatchObject({ reason: "periodic", generation: 1 });
+    expect(events[3]).toMatchObject({ reason: "spot-terminate" });
+    expect(events[5]).toMatchObject({ reason: "spot-terminate", generation: 2, parentGeneration: 1 });
+  });
+
+  // Last in this file: restarting redis-server empties it.
+  it("with Redis down for the whole run, keeps checkpointing and delivers every event, in order, once Redis is back", async () => {
+    await f.cloud.redis.stop();
+    const { binding } = observedBinding();
+    const run = runAgent(
+      await options("t-redis", {
+        engine: binding,
+        checkpointIntervalMs: 1000,
+        eventsFlushTimeoutMs: 120_000,
+        command: ["sh", "-c", "i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done; exit 0"],
+      }),
+    );
+    // The task ends while Redis is still down: every event waits in the agent's outbox file.
+    await waitFor("t-redis to finish", async () =>
+      (await f.outboxFile("t-redis")).includes('"type":"succeeded"'),
+    );
+    const buffered = (await f.outboxFile("t-redis"))
+      .split("\n")
+      .filter((line) => line.startsWith('{"add"'))
+      .map((line) => (JSON.parse(line) as { add: { id: string } }).add.id);
+    await f.cloud.redis.start();
+    const result = await run;
+    expect(result.exitCode).toBe(0);
+    expect(result.checkpoints.length).toBeGreaterThanOrEqual(1);
+    const events = (await f.events()).filter((e) => e.taskId === "t-redis") as Array<{
+      id: string;
+      type: string;
+      seq: number;
+    }>;
+    expect(events.map((e) => e.id)).toEqual(buffered);
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+    expect(events[0]?.type).toBe("started");
+    expect(events.at(-1)?.type).toBe("succeeded");
+    expect(events.filter((e) => e.type === "checkpoint-committed")).toHaveLength(result.checkpoints.length);
+    expect(events.map((e) => e.type)).not.toContain("checkpoint-failed");
+  });
 });
