@@ -195,6 +195,7 @@ export class ControllerService {
   }
 
   private async onEvent(job: Job, token?: string): Promise<void> {
+    if (await this.restoreFailed(job.data as TaskEvent)) return;
     let result: Awaited<ReturnType<TaskRegistry["applyEvent"]>>;
     try {
       result = await this.registry.applyEvent(job.data);
@@ -224,6 +225,27 @@ export class ControllerService {
     if (result.state === "interrupted") {
       await this.launcher?.reconcile(event.taskId, this.abort.signal);
     }
+  }
+
+  // A restore that failed on the instance restoring the task (agent exit 177: the
+  // snapshot cannot be brought back) falls back to a re-run from scratch rather than
+  // failing the task: restoring -> pending, as the state machine allows.
+  private async restoreFailed(event: TaskEvent): Promise<boolean> {
+    if (event?.type !== "failed" || event.exitCode !== 177) return false;
+    const task = await this.registry.getTask(event.taskId).catch(() => undefined);
+    if (task?.state !== "restoring" || task.instanceId !== event.instanceId) return false;
+    try {
+      await this.registry.transition(task.id, "pending", {
+        from: "restoring",
+        reason: `re-run from scratch: the restore failed on ${event.instanceId}: ${event.error}`,
+      });
+    } catch (err) {
+      if (hasCode(err, "REGISTRY_STATE_CONFLICT")) return false;
+      throw err;
+    }
+    this.logger.warn({ taskId: task.id, error: event.error }, "restore failed: re-running from scratch");
+    await this.launcher?.reconcile(task.id, this.abort.signal);
+    return true;
   }
 
   private async onControl(request: ControlRequest): Promise<InterruptResult | undefined> {

@@ -98,6 +98,21 @@ describe("ControllerService with the local provider", () => {
     ]);
   });
 
+  it("re-runs from scratch when the restore fails", async () => {
+    const t = await h.setup({ enabled: true }, { FAKE_AGENT_RESTORE_FAILS: "1" });
+    await t.service().ready();
+    const task = await t.client.submit({ command: ["sh", "-c", "sleep 2"], computeEnvFile: t.envFile });
+    const running = await inState(t.client, task.id, "running");
+    t.provider.scheduleInterruption(running.instanceId as string, { in: 5 });
+    const done = await t.client.wait(task.id, { pollMs: 100 });
+    expect(done).toMatchObject({ state: "succeeded", attempts: 3, restores: 0, reruns: 1 });
+    const log = await t.client.registry.transitions(task.id);
+    expect(log.map((e) => e.to).slice(-4)).toEqual(["restoring", "pending", "running", "succeeded"]);
+    expect(log.at(-3)?.reason).toMatch(
+      /re-run from scratch: the restore failed on i-local\w+: criu restore failed/,
+    );
+  });
+
   it("gives up after maxSpotAttempts interruptions, switching to on-demand after onDemandAfter", async () => {
     const t = await h.setup({ enabled: true, maxSpotAttempts: 1, onDemandAfter: 1 });
     await t.service().ready();
