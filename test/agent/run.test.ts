@@ -216,7 +216,7 @@ describe("runAgent with the real engine", () => {
     const result = await run;
     expect(result.exitCode).toBe(0);
     expect(result.checkpoints.length).toBeGreaterThanOrEqual(1);
-    const events = (await f.events()).filter((e) => e.taskId === "t-redis") as Array<{
+    const events = (await f.events()).filter((e) => e.taskId === "t-redis") as unknown as Array<{
       id: string;
       type: string;
       seq: number;
