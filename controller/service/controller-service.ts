@@ -359,7 +359,7 @@ export class ControllerService {
     const env = await new TaskEnvironments(this.redis as Redis, this.options.prefix ?? "snapctl:")
       .load(taskId)
       .catch(() => undefined);
-    if (!env || env.provider !== "local") return;
+    if (env?.provider !== "local") return;
     const provider = this.providerFor(env);
     if (!(provider instanceof LocalProvider) || (await provider.isRunning(instanceId))) return;
     // Queued, not applied: whatever the agent published before it ended comes first.
