@@ -44,6 +44,7 @@ export function shimCommand(
     // Closes every inherited descriptor above stderr first: the FUSE server's /dev/fuse
     // descriptor (opened by libfuse without O_CLOEXEC) would otherwise be in the task, and
     // CRIU cannot dump it. bash, because dash cannot close descriptors above 9.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion
     'for p in /proc/$$/fd/*; do n=${p##*/}; [ "$n" -gt 2 ] && exec {n}>&-; done; ' +
       'cd "$1" || exit 126; o=$2; e=$3; x=$4; shift 4; "$@" >>"$o" 2>>"$e"; echo $? >"$x"',
     "snapctl-task",
