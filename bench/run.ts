@@ -4,6 +4,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../common/entry.js";
+import { mergeResults } from "./harness/merge.js";
 import { parseBenchOptions } from "./harness/options.js";
 import type { BenchResults } from "./harness/results.js";
 import { runBenchmarks } from "./harness/runner.js";
@@ -29,11 +30,13 @@ const log = (message: string) =>
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
 const command = ["node --import tsx bench/run.ts", ...process.argv.slice(2)].join(" ");
-const results = await runBenchmarks(options, { log, signal: controller.signal, command });
-const json = `${JSON.stringify(results, null, 2)}\n`;
-const stamped = join(options.outDir, `${results.startedAt.replace(/[:.]/g, "-")}.json`);
-await writeFile(stamped, json);
-await writeFile(latest, json);
+const fresh = await runBenchmarks(options, { log, signal: controller.signal, command });
+const stamped = join(options.outDir, `${fresh.startedAt.replace(/[:.]/g, "-")}.json`);
+await writeFile(stamped, `${JSON.stringify(fresh, null, 2)}\n`);
+const results = options.merge
+  ? mergeResults(JSON.parse(await readFile(latest, "utf8")) as BenchResults, fresh)
+  : fresh;
+await writeFile(latest, `${JSON.stringify(results, null, 2)}\n`);
 log(`results written to ${stamped} and ${latest}`);
 if (options.report) {
   await writeReport(results, options.outDir, markdown);

@@ -27,6 +27,8 @@ export interface BenchOptions {
   workDir?: string;
   report: boolean;
   reportOnly: boolean;
+  // Merge this run's figures into <out>/latest.json instead of replacing it.
+  merge: boolean;
 }
 
 export const USAGE = `usage: node --import tsx bench/run.ts [options]
@@ -47,7 +49,9 @@ export const USAGE = `usage: node --import tsx bench/run.ts [options]
   --out DIR               results directory (default bench/results)
   --work-dir DIR          scratch directory (default a new temp dir, removed afterwards)
   --no-report             do not regenerate BENCHMARKS.md
-  --report-only           only regenerate BENCHMARKS.md from <out>/latest.json`;
+  --report-only           only regenerate BENCHMARKS.md from <out>/latest.json
+  --merge                 keep the figures of <out>/latest.json that this run does not
+                          measure (same network profile and --runs required)`;
 
 const list = (text: string | undefined) =>
   text
@@ -86,6 +90,7 @@ export function parseBenchOptions(argv: string[], defaultOutDir: string): BenchO
       "work-dir": { type: "string" },
       "no-report": { type: "boolean", default: false },
       "report-only": { type: "boolean", default: false },
+      merge: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -141,5 +146,6 @@ export function parseBenchOptions(argv: string[], defaultOutDir: string): BenchO
     workDir: values["work-dir"],
     report: !values["no-report"],
     reportOnly: values["report-only"] ?? false,
+    merge: values.merge ?? false,
   };
 }

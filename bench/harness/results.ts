@@ -71,4 +71,6 @@ export interface BenchResults {
   fs: FsFigure[];
   checkpoint: CheckpointFigure[];
   restore: RestoreFigure[];
+  // Set when figures of several runs were merged (--merge): every run that contributed.
+  contributingRuns?: Array<{ command: string; startedAt: string; finishedAt: string }>;
 }

@@ -21,6 +21,16 @@ export function renderResults(results: BenchResults, charts: Map<string, string>
     `Run of ${results.startedAt.replace("T", " ").replace(/\..*/, "")} UTC to ${results.finishedAt.replace("T", " ").replace(/\..*/, "")} UTC` +
       `${settings.quick ? " (**quick mode**: small sizes, not the issue's 1 and 4 GiB)" : ""}, command \`${results.command}\`.`,
     "",
+    ...(results.contributingRuns
+      ? [
+          "The figures come from these runs (later runs replaced the figures they measured again):",
+          "",
+          ...results.contributingRuns.map(
+            (r) => `- ${r.startedAt.replace("T", " ").replace(/\..*/, "")} UTC: \`${r.command}\``,
+          ),
+          "",
+        ]
+      : []),
     "| Machine | |",
     "| --- | --- |",
     `| OS | ${machine.os}, Linux ${machine.kernel} |`,
