@@ -180,7 +180,8 @@ export class EventOutbox {
         connection: {
           host: url.hostname,
           port: Number(url.port || 6379),
-          password: url.password || undefined,
+          username: url.username ? decodeURIComponent(url.username) : undefined,
+          password: url.password ? decodeURIComponent(url.password) : undefined,
           // Fail fast while Redis is down: the outbox keeps the event and retries itself.
           enableOfflineQueue: false,
           maxRetriesPerRequest: 1,

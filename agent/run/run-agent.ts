@@ -572,5 +572,7 @@ class Agent {
 
 function asAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;
-  return new AgentError("AGENT_START_FAILED", (err as Error)?.message ?? String(err), { cause: err });
+  const code = (err as { code?: unknown })?.code;
+  const message = (err as Error)?.message ?? String(err);
+  return new AgentError("AGENT_INTERNAL", typeof code === "string" ? `${message} [${code}]` : message, { cause: err });
 }
