@@ -168,12 +168,14 @@ export class SnapshotEngine implements SnapshotEngineLike {
     }
   }
 
+  // The newest generation whose manifest reads (damaged manifests are passed over; a
+  // newer schema throws SNAPSHOT_SCHEMA_TOO_NEW). Chunks are not checked here.
   async latest(options: { signal?: AbortSignal } = {}): Promise<SnapshotInfo | undefined> {
-    const generation = await this.repo.latest(options);
-    if (generation === undefined) return undefined;
-    const m = await this.repo.load(generation, options);
+    const found = await this.repo.loadLatestUsable({ ...options, verify: "none" });
+    if (!found.found) return undefined;
+    const m = found.manifest;
     return {
-      generation,
+      generation: found.generation,
       createdAt: m.createdAt,
       mode: m.mode,
       bytesLogical: m.bytes.logical,
