@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { mergeResults } from "../../bench/harness/merge.js";
 import { parseBenchOptions } from "../../bench/harness/options.js";
 import type { BenchResults, Measured } from "../../bench/harness/results.js";
 import { summarize } from "../../bench/harness/stats.js";
@@ -149,6 +150,37 @@ describe("benchmark report", () => {
     const codes = [...source.matchAll(/"(BENCH_[A-Z_]+)"/g)].map((match) => match[1]);
     expect(codes.length).toBeGreaterThan(3);
     for (const code of codes) expect(header).toContain(`\`${code}\``);
+  });
+});
+
+describe("merging runs", () => {
+  it("replaces the figures a later run measured again and keeps the others", () => {
+    const base = results();
+    const later = results({
+      startedAt: "2026-01-02T00:00:00.000Z",
+      command: "later",
+      fs: [],
+      checkpoint: [
+        { ...(base.checkpoint[0] as BenchResults["checkpoint"][number]), mib: 4096, committedSeconds: m(80) },
+      ],
+    });
+    later.settings.checkpointMiB = [4096];
+    const merged = mergeResults(base, later);
+    expect(merged.fs).toHaveLength(3);
+    expect(merged.checkpoint.map((f) => f.mib)).toEqual([1024, 4096]);
+    expect(merged.settings.checkpointMiB).toEqual([1024, 4096]);
+    expect(merged.contributingRuns?.map((r) => r.command)).toEqual([
+      "node --import tsx bench/run.ts",
+      "later",
+    ]);
+  });
+
+  it("refuses to mix network profiles", () => {
+    const other = results();
+    other.settings.network = { latencyMs: 50, perConnectionBytesPerSec: 80e6 };
+    expect(() => mergeResults(results(), other)).toThrow(
+      expect.objectContaining({ code: "BENCH_BAD_OPTION" }),
+    );
   });
 });
 
