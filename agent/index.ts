@@ -5,6 +5,6 @@ export * from "./control/index.js";
 export { AGENT_ERROR_CODES, AgentError, type AgentErrorCode } from "./errors.js";
 export * from "./events/index.js";
 export * from "./policy/index.js";
+export { type CriuBindingOptions, criuEngineBinding } from "./run/criu-binding.js";
 export * from "./run/index.js";
 export * from "./watch/index.js";
-export { type CriuBindingOptions, criuEngineBinding } from "./run/criu-binding.js";

@@ -23,6 +23,7 @@ import { listenForSignals } from "../watch/signal-listener.js";
 import type { AgentOptions, AgentResult } from "./agent-options.js";
 import type { EngineContext } from "./engine-binding.js";
 import { taskExitCode } from "./exit-code.js";
+import { treeResidentBytes } from "./task-memory.js";
 import { type CheckpointTrigger, TriggerBox } from "./trigger-box.js";
 import { parseWorkDir, type WorkDirLocation, workDirOnMount } from "./work-dir.js";
 
@@ -250,7 +251,7 @@ class Agent {
   // exits or an interruption comes.
   private async loop(): Promise<AgentResult> {
     for (;;) {
-      this.armTimer();
+      await this.armTimer();
       const trigger = await this.box.next();
       this.disarmTimer();
       if (trigger.kind === "exit") return await this.finishExited(trigger.exit);
@@ -464,8 +465,11 @@ class Agent {
     };
   }
 
-  private armTimer(): void {
+  private async armTimer(): Promise<void> {
     if (this.o.checkpoints === false || this.finishing) return;
+    // Before the first dump, the task's memory is what a final dump would have to move.
+    if (this.checkpoints.length === 0 && this.task)
+      this.policy.setTaskBytes(await treeResidentBytes(this.task.pid));
     const due = this.policy.next();
     this.timer = setTimeout(() => this.box.push({ kind: "timer" }), Math.max(0, due.at - Date.now()));
   }
@@ -574,5 +578,7 @@ function asAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;
   const code = (err as { code?: unknown })?.code;
   const message = (err as Error)?.message ?? String(err);
-  return new AgentError("AGENT_INTERNAL", typeof code === "string" ? `${message} [${code}]` : message, { cause: err });
+  return new AgentError("AGENT_INTERNAL", typeof code === "string" ? `${message} [${code}]` : message, {
+    cause: err,
+  });
 }

@@ -18,7 +18,14 @@ interface Outcome {
   exitCode: number;
   outcome: string;
   restored?: { generation: number; resumeMs: number };
-  checkpoints: Array<{ generation: number; parentGeneration: number | null; mode: string }>;
+  checkpoints: Array<{
+    generation: number;
+    parentGeneration: number | null;
+    mode: string;
+    totalMs: number;
+    freezeMs: number;
+    bytesUploaded: number;
+  }>;
   error?: { code: string; message: string };
 }
 
@@ -110,6 +117,12 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
     const outcomeB = outcomeOf(rb.stdout);
     expect(outcomeB.outcome).toBe("exited");
     expect(outcomeB.restored?.generation).toBe(2);
+    const [manualCp, finalCp] = outcomeA.checkpoints;
+    console.log(
+      `[agent] manual checkpoint: ${manualCp?.mode}, ${manualCp?.bytesUploaded} B uploaded, freeze ${Math.round(manualCp?.freezeMs ?? 0)} ms, total ${Math.round(manualCp?.totalMs ?? 0)} ms; ` +
+        `final: ${finalCp?.mode}, ${finalCp?.bytesUploaded} B, freeze ${Math.round(finalCp?.freezeMs ?? 0)} ms, total ${Math.round(finalCp?.totalMs ?? 0)} ms; ` +
+        `agent exited ${interruption.deadline - exitedAt} ms before the deadline; restore resumed the task in ${Math.round(outcomeB.restored?.resumeMs ?? 0)} ms`,
+    );
     expect(await f.getText("jobs/int/.command.out")).toBe(task.expected);
 
     const events = (await f.events()).filter((e) => e.taskId === "t-int");
