@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EngineFixture, haveCc, WORK_PREFIX, waitFor, writtenBy } from "./engine-fixture.js";
 
 const MIB = 256;
-const STEPS = 30;
+// Enough steps that the restored task is still running when it is checkpointed again.
+const STEPS = 60;
 // 10% of the pages over 10 steps.
 const CHURN = Math.ceil((MIB * 256) / 100);
 const SLEEP_MS = 150;
@@ -88,6 +89,12 @@ describe.skipIf(!haveCc())("snapshot engine: dump through Fusion, restore from S
     );
     expect(restored.generation).toBe(2);
     expect(restored.skipped).toEqual([]);
+    // The restored task is checkpointed again (the agent's periodic checkpoints go on).
+    const third = await engine2.checkpoint({ reason: "periodic" });
+    expect(third).toMatchObject({ generation: 3, parentGeneration: 2, mode: "incremental-chunks" });
+    console.log(
+      `[engine] checkpoint of the restored task: ${third.bytesUploaded} B uploaded, freeze ${third.freezeMs} ms`,
+    );
     const exit = await restored.task.exited;
     expect(exit).toEqual({ exitCode: 7, signal: null });
     expect(await f.getText(`${WORK_PREFIX}/results.txt`)).toBe(expected);
