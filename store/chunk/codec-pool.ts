@@ -36,7 +36,14 @@ parentPort.on("message", (m) => {
         data = payload;
       }
       const hash = createHash("sha256").update(data).digest("hex");
-      const out = data.byteOffset === 0 && data.length === data.buffer.byteLength ? data : Buffer.from(data);
+      // Only a buffer that owns its whole ArrayBuffer may be transferred: Buffer.from() of
+      // less than 4 KiB is a slice of Node's shared pool (byteOffset > 0), which the main
+      // thread would read from offset 0, and transferring it would detach the pool.
+      let out = data;
+      if (data.byteOffset !== 0 || data.length !== data.buffer.byteLength) {
+        out = Buffer.allocUnsafeSlow(data.length);
+        data.copy(out);
+      }
       parentPort.postMessage({ id: m.id, hash, data: out.buffer, length: out.length }, [out.buffer]);
     }
   } catch (err) {

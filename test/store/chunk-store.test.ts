@@ -67,6 +67,28 @@ describe("ChunkStore round trip", () => {
     });
   }
 
+  // Compressible files under 4 KiB decompress into a slice of Node's shared buffer pool
+  // in the codec worker: a regression test for chunks read back shifted by the slice's offset.
+  for (const size of [100, 3000, 4095, 5000]) {
+    it(`is byte-identical for a compressible ${size}-byte file (small decompressed chunks)`, async () => {
+      const store = newStore({ chunkSize });
+      try {
+        const data = Buffer.from("CRIU image header\n".repeat(Math.ceil(size / 18)).slice(0, size));
+        const { file } = await writeAll(store, data);
+        expect(file.chunks[0]?.stored).toBeLessThan(size);
+        // A fresh store reads from S3 (no cache of the written bytes), several times over.
+        const fresh = new ChunkStore({ client: s3.client, bucket: s3.bucket, prefix: store.prefix });
+        try {
+          for (let i = 0; i < 3; i++) expect((await readAll(fresh, file)).equals(data)).toBe(true);
+        } finally {
+          await fresh.close();
+        }
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
   it("is byte-identical for 300 MiB of mixed compressible and random data, at random offsets too", async () => {
     const store = newStore();
     try {
