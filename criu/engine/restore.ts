@@ -3,10 +3,9 @@ import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
 import type { FusionMount } from "../../driver/index.js";
-import { type ChunkStore, type Manifest, SnapshotError, type SnapshotRepository } from "../../store/index.js";
+import { type ChunkStore, downloadImageDir, type Manifest, SnapshotError, type SnapshotRepository } from "../../store/index.js";
 import { CriuError } from "../errors.js";
 import { runCriu } from "../runner/run-criu.js";
-import { downloadImages } from "./image-download.js";
 import { imagesKeyPrefix, type SnapshotLayout } from "./layout.js";
 import { restoreOpenFiles } from "./open-files.js";
 import { preflight } from "./preflight.js";
@@ -59,7 +58,7 @@ async function fetchGeneration(
       const wanted = Object.fromEntries(
         Object.entries(manifest.images).filter(([name]) => !options.skip?.(name)),
       );
-      await downloadImages(ctx.store, wanted, dir, { signal });
+      await downloadImageDir(ctx.store, wanted, dir, { signal });
       return { manifest, skipped };
     } catch (err) {
       if (err instanceof SnapshotError && err.code === "SNAPSHOT_SCHEMA_TOO_NEW") {
