@@ -98,24 +98,26 @@ class Agent {
     }
   }
 
-  // Outbox, control socket, signal handlers, IMDS watcher, mount, engine: in that order,
+  // Control socket, outbox, signal handlers, IMDS watcher, mount, engine: in that order,
   // so that events and SIGTERM are handled from the first moment.
   private async setUp(): Promise<void> {
     const o = this.o;
     const stateDir = join(agentsDir(o.home), o.taskId);
-    this.outbox = await EventOutbox.open({
-      file: join(stateDir, "outbox.jsonl"),
-      redisUrl: o.redisUrl,
-      logger: this.logger.child({ part: "events" }),
-    });
     const control = new ControlServer({
       path: agentSocketPath(o.taskId, o.home),
       handler: (request) =>
         request.command === "status" ? Promise.resolve(this.status()) : this.manualCheckpoint(),
       logger: this.logger,
     });
+    // First: the socket says which agent owns the task here (a second one stops at once,
+    // before touching the task's outbox or reporting anything).
     await control.listen();
     this.cleanups.push(() => control.close());
+    this.outbox = await EventOutbox.open({
+      file: join(stateDir, "outbox.jsonl"),
+      redisUrl: o.redisUrl,
+      logger: this.logger.child({ part: "events" }),
+    });
 
     const stopSignals = listenForSignals((signal) => this.interrupt(signal.toLowerCase(), undefined), {
       target: o.signals ?? process,
@@ -341,7 +343,12 @@ class Agent {
     await this.report("checkpoint-started", { reason });
     const startedAt = Date.now();
     try {
-      const r = await this.engine.checkpoint({ leaveRunning, reason, signal: this.o.signal });
+      // The final checkpoint is what an abort asks for: it must not be aborted itself.
+      const r = await this.engine.checkpoint({
+        leaveRunning,
+        reason,
+        ...(leaveRunning && this.o.signal ? { signal: this.o.signal } : {}),
+      });
       this.checkpoints.push(r);
       this.policy.recordCheckpoint({
         startedAt,

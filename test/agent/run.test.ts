@@ -192,6 +192,25 @@ describe("runAgent with the real engine", () => {
     expect(events[5]).toMatchObject({ reason: "spot-terminate", generation: 2, parentGeneration: 1 });
   });
 
+  it("aborting the agent's signal stops it as SIGTERM does: a final checkpoint (not itself aborted), exit 175", async () => {
+    const { binding } = observedBinding();
+    const abort = new AbortController();
+    const run = runAgent(
+      await options("t-abort", {
+        engine: binding,
+        signal: abort.signal,
+        command: ["sh", "-c", "while :; do sleep 0.1; done"],
+      }),
+    );
+    await running("t-abort");
+    abort.abort();
+    const result = await run;
+    expect(result.exitCode, result.error?.message).toBe(ExitCode.checkpointed);
+    expect(result.checkpoints).toHaveLength(1);
+    const interrupted = (await f.events()).find((e) => e.taskId === "t-abort" && e.type === "interrupted");
+    expect(interrupted).toMatchObject({ reason: "aborted" });
+  });
+
   // Last in this file: restarting redis-server empties it.
   it("with Redis down for the whole run, keeps checkpointing and delivers every event, in order, once Redis is back", async () => {
     await f.cloud.redis.stop();
