@@ -26,6 +26,6 @@ export function registerDemo(program: Command): void {
         const { task: _task, ...summary } = result;
         printJson(summary);
       }
-      process.exitCode = result.correct ? ExitCode.ok : ExitCode.failure;
+      process.exitCode = result.correct && result.restored ? ExitCode.ok : ExitCode.failure;
     });
 }

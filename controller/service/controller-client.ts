@@ -65,6 +65,16 @@ export class ControllerClient {
     return task;
   }
 
+  // The error of the task's last failed checkpoint (the registry keeps it in the task's
+  // hash, <prefix>task:{<id>}, field lastCheckpointError; TaskRecord does not carry it).
+  async lastCheckpointError(taskId: string): Promise<string | undefined> {
+    const value = await this.redis.hget(
+      `${this.options.prefix ?? "snapctl:"}task:{${taskId}}`,
+      "lastCheckpointError",
+    );
+    return value || undefined;
+  }
+
   async environment(taskId: string): Promise<ComputeEnvironment> {
     return this.environments.load(taskId);
   }

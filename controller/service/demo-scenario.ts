@@ -31,6 +31,8 @@ export interface DemoResult {
   expected: number;
   result?: number;
   correct: boolean;
+  // Whether the story happened: the task survived the interruption by a restore.
+  restored: boolean;
   wallMs: number;
   computeMs: number;
   savedMs: number;
@@ -128,7 +130,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
           for (const entry of (log ?? []).slice(seen)) {
             const where =
               entry.to === "running" && t.instanceId ? ` on ${t.instanceId} (${t.zone}, ${t.market})` : "";
-            say(`${clock()} ${entry.from ?? "-"} -> ${entry.to}${where}: ${entry.reason}`);
+            let reason = entry.reason;
+            if (reason === "checkpoint-failed") {
+              reason += `: ${(await client?.lastCheckpointError(t.id).catch(() => undefined)) ?? "?"}`;
+            }
+            say(`${clock()} ${entry.from ?? "-"} -> ${entry.to}${where}: ${reason}`);
           }
           seen = Math.max(seen, log?.length ?? 0);
         })();
@@ -165,6 +171,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       expected,
       result,
       correct: done.state === "succeeded" && result === expected,
+      restored: done.restores > 0,
       wallMs: Date.now() - started,
       computeMs: done.computeMs,
       savedMs: done.savedMs,
@@ -177,6 +184,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     say(
       `${clock()} task ${done.state}; result ${result ?? "(none)"}, expected ${expected}: ${summary.correct ? "correct" : "WRONG"}`,
     );
+    if (!summary.restored) {
+      say(
+        `${clock()} the task was not restored from a snapshot (${done.snapshotsTaken} committed; last checkpoint error: ${(await client.lastCheckpointError(task.id)) ?? "none"})`,
+      );
+    }
     say(
       `summary: ${done.attempts} instances, ${done.interruptions} interruption(s) survived by ${done.restores} restore(s), ${done.snapshotsTaken} snapshots (${formatBytes(done.bytesStored)} stored); ` +
         `re-running from scratch would have repeated ${formatMs(done.savedMs)} of compute; the restore cost ${formatMs(summary.downtimeMs)} from the interruption to running again`,
