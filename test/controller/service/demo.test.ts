@@ -16,7 +16,12 @@ it("runs the demo: a task checkpointed, interrupted, restored on another instanc
     noticeSeconds: 15,
     onProgress: (line) => lines.push(line),
   });
-  expect(result, lines.join("\n")).toMatchObject({ state: "succeeded", correct: true, attempts: 2 });
+  expect(result, lines.join("\n")).toMatchObject({
+    state: "succeeded",
+    correct: true,
+    restored: true,
+    attempts: 2,
+  });
   expect(result.result).toBe(result.expected);
   expect(result.task.restores).toBe(1);
   expect(result.task.reruns).toBe(0);
