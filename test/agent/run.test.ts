@@ -12,7 +12,15 @@ import { ImdsEmulator } from "../../cloud/index.js";
 import { createLogger } from "../../common/log.js";
 import type { CheckpointOptions, RunningTask } from "../../criu/index.js";
 import { AgentFixture, BUCKET, waitFor } from "./agent-fixture.js";
-import { observedBinding } from "./observed-binding.js";
+import { observedBinding as observe } from "./observed-binding.js";
+
+// Every task the tests' engines started: killed at the end should a failed test leave one.
+const started: RunningTask[][] = [];
+function observedBinding(...args: Parameters<typeof observe>) {
+  const observed = observe(...args);
+  started.push(observed.tasks);
+  return observed;
+}
 
 describe("runAgent with the real engine", () => {
   let f: AgentFixture;
@@ -25,6 +33,7 @@ describe("runAgent with the real engine", () => {
     await imds?.stop();
   });
   afterAll(async () => {
+    for (const task of started.flat()) task.kill("SIGKILL");
     await f?.close();
   });
 
