@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 // The repository root: this file lives in <root>/common or <root>/dist/common.
 const here = dirname(fileURLToPath(import.meta.url));
@@ -18,5 +18,7 @@ export function nodeEntry(entry: string, nodeFlags: string[] = []): { command: s
   if (!existsSync(source)) {
     throw new Error(`Entry script "${relative(repoRoot, source)}" does not exist`);
   }
-  return { command: process.execPath, args: [...nodeFlags, "--import", "tsx", source] };
+  // An absolute URL: a bare "tsx" would be resolved from the child's working directory.
+  const tsx = pathToFileURL(join(repoRoot, "node_modules", "tsx", "dist", "loader.mjs")).href;
+  return { command: process.execPath, args: [...nodeFlags, "--import", tsx, source] };
 }

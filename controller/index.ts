@@ -1,6 +1,6 @@
 // The controller's public API: compute environment configuration, the task registry
 // (state machine, events, restore leases), the instance providers, and the recovery
-// decision for an interrupted task.
+// decision for an interrupted task, and the service that follows every task.
 export * from "./config/index.js";
 export {
   CONFIG_ERROR_CODES,
@@ -14,3 +14,4 @@ export {
 export * from "./providers/index.js";
 export * from "./recovery/index.js";
 export * from "./registry/index.js";
+export * from "./service/index.js";

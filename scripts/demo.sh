@@ -4,4 +4,4 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 scripts/setup.sh
-exec node bin/snapctl.js doctor --local "$@"
+exec node bin/snapctl.js demo "$@"

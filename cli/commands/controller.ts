@@ -2,8 +2,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { snapctlHome } from "../../common/home.js";
 import { createLogger } from "../../common/log.js";
-import { parseDuration } from "../../controller/index.js";
-import { ControllerService, ServiceError } from "../../controller/service/index.js";
+import { ControllerService, parseDuration, ServiceError } from "../../controller/index.js";
 import { applyLocalCloudEnv } from "../environment.js";
 
 // `snapctl controller`: the controller service in the foreground until SIGINT/SIGTERM.

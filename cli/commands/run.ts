@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from "commander";
-import { ControllerClient, ServiceError } from "../../controller/service/index.js";
+import { ControllerClient, ServiceError } from "../../controller/index.js";
 import { applyLocalCloudEnv } from "../environment.js";
 import { ExitCode } from "../exit-codes.js";
 

@@ -9,6 +9,9 @@ import type { Provider } from "./provider.js";
 export interface CreateProviderOptions {
   // Required for "ec2" environments.
   ec2Client?: EC2Client;
+  // For "local" environments: where instances live and how agents start (baseDir required,
+  // here or in the environment's `local.baseDir`).
+  local?: Partial<LocalProviderConfig>;
   logger?: Logger;
 }
 
@@ -27,7 +30,7 @@ export function createProvider(
     return new Ec2Provider({ client: options.ec2Client, environment, logger: options.logger });
   }
   // Local instances live in the caller's process: it passes where and how to start them.
-  const local = (options as { local?: Partial<LocalProviderConfig> }).local ?? {};
+  const local = options.local ?? {};
   const baseDir = local.baseDir ?? environment.local.baseDir;
   if (!baseDir) {
     throw new ProviderError(

@@ -7,6 +7,12 @@ export {
   TASK_TAG,
 } from "./ec2-provider.js";
 export { instanceArch } from "./instance-arch.js";
+export {
+  type LocalInstance,
+  type LocalInstanceExit,
+  LocalProvider,
+  type LocalProviderConfig,
+} from "./local-provider.js";
 export type { LocalProviderOptions } from "./local-provider-options.js";
 export type {
   InstanceDescription,

@@ -1,9 +1,7 @@
-// The local provider (not written yet): an "instance" is a new agent process on this
-// machine, with its own cache directory and mount point under `baseDir`, and its own
-// IMDS emulator (instance id, zone). When an interruption's deadline passes, the old
-// instance is killed (SIGKILL) and its cache wiped, as the cloud would. It needs the
-// agent (agent/), which does not exist yet; createProvider() refuses "local" until then
-// rather than pretend.
+// The local provider (local-provider.ts): an "instance" is a new agent process on this
+// machine, with its own cache directory under `baseDir`, and its own IMDS emulator
+// (instance id, zone). When an interruption's deadline passes, the old instance is killed
+// (SIGKILL) and its cache wiped, as the cloud would.
 export interface LocalProviderOptions {
   // Root of the instances' directories: <baseDir>/<instance-id>/{cache,mnt}.
   baseDir: string;

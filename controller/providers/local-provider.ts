@@ -157,12 +157,7 @@ export class LocalProvider extends EventEmitter implements Provider {
     if (program === "snapctl") {
       const entryPoint = nodeEntry(this.options.agentEntry ?? "cli/snapctl");
       command = entryPoint.command;
-      // nodeEntry's "--import tsx" resolves from the working directory, which is the
-      // instance's directory here: resolve it from this module instead.
-      const loader = entryPoint.args.map((a, i) =>
-        a === "tsx" && entryPoint.args[i - 1] === "--import" ? import.meta.resolve("tsx") : a,
-      );
-      args = [...loader, ...rest];
+      args = [...entryPoint.args, ...rest];
     }
     const runAt = args.findIndex((a, i) => a === "run" && args[i - 1] === "agent");
     if (runAt >= 0) {

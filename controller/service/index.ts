@@ -1,11 +1,5 @@
 // The controller service (`snapctl controller`) and the client snapctl uses to talk to it.
 
-export {
-  type LocalInstance,
-  type LocalInstanceExit,
-  LocalProvider,
-  type LocalProviderConfig,
-} from "../providers/local-provider.js";
 export { agentArgv } from "./agent-argv.js";
 export { ControllerClient, type ControllerClientOptions, type SubmitInput } from "./controller-client.js";
 export { ControllerService, type ControllerServiceOptions } from "./controller-service.js";

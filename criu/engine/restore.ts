@@ -3,7 +3,13 @@ import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
 import type { FusionMount } from "../../driver/index.js";
-import { type ChunkStore, downloadImageDir, type Manifest, SnapshotError, type SnapshotRepository } from "../../store/index.js";
+import {
+  type ChunkStore,
+  downloadImageDir,
+  type Manifest,
+  SnapshotError,
+  type SnapshotRepository,
+} from "../../store/index.js";
 import { CriuError } from "../errors.js";
 import { runCriu } from "../runner/run-criu.js";
 import { imagesKeyPrefix, type SnapshotLayout } from "./layout.js";

@@ -23,6 +23,7 @@ import {
   Ec2Provider,
   instanceArch,
   type LaunchRequest,
+  LocalProvider,
   ProviderError,
   parseComputeEnvironment,
   userDataScript,
@@ -439,15 +440,16 @@ describe("helpers", () => {
     }
   });
 
-  it("refuses to create a local provider until the agent exists", () => {
+  it("creates the provider an environment names; local needs a base directory", () => {
     const local = parseComputeEnvironment({
       name: "l",
       provider: "local",
       region: "us-east-1",
       workDir: "s3://bkt",
     });
-    expect(() => createProvider(local)).toThrow(
-      expect.objectContaining({ code: "PROVIDER_NOT_IMPLEMENTED" }),
+    expect(() => createProvider(local)).toThrow(expect.objectContaining({ code: "PROVIDER_LAUNCH_FAILED" }));
+    expect(createProvider(local, { local: { baseDir: "/tmp/snap-local-instances" } })).toBeInstanceOf(
+      LocalProvider,
     );
     expect(createProvider(environment(), { ec2Client: client })).toBeInstanceOf(Ec2Provider);
   });

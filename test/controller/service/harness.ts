@@ -9,7 +9,7 @@ import {
   ControllerService,
   type ControllerServiceOptions,
   LocalProvider,
-} from "../../../controller/service/index.js";
+} from "../../../controller/index.js";
 import { PersistentRedis } from "./persistent-redis.js";
 
 export const FAKE_AGENT = "test/controller/service/fixtures/fake-agent";
