@@ -237,9 +237,12 @@ export class OpenFile {
   // With `deferEmpty`, a new file nothing was written to yet stays pending: a shell's
   // `echo x > f` closes a dup of the descriptor before writing, and uploading an empty object
   // there would double the requests of every small file. The last release uploads it.
+  // Never for an existing object emptied by a truncation: close() must not return before S3
+  // holds the empty file, and release runs after close() has returned.
   async flush(options: { deferEmpty?: boolean } = {}): Promise<FileState | undefined> {
     return await this.lock.run(async () => {
-      if (options.deferEmpty && this.mode === "stream" && this.size === 0 && this.refs > 0) return undefined;
+      if (options.deferEmpty && this.mode === "stream" && this.size === 0 && this.refs > 0 && !this.base)
+        return undefined;
       return await this.flushLocked();
     });
   }
