@@ -8,6 +8,7 @@ import { toFuseStat } from "./stat.js";
 type Done = (...args: unknown[]) => void;
 
 const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
 
 // The fuse-native operation table: each callback starts one async operation and answers the
 // kernel with its result or a negative errno. The JS side stays light: copies and S3 calls only.
@@ -41,7 +42,21 @@ export function fuseOps(
     const open = files.openFile(bucket, key);
     const chunked = files.chunkedEntry(bucket, key);
     if (!open && !chunked) {
-      const entry = await ns.getattr(path);
+      let entry: Awaited<ReturnType<Namespace["getattr"]>>;
+      try {
+        entry = await ns.getattr(path);
+      } catch (err) {
+        // The kernel sends open (not create) while its dentry cache still holds a file that
+        // is gone: a new file whose only upload failed, or one deleted behind the mount.
+        // FUSE strips O_CREAT, so an open that truncates for writing is treated as the
+        // create it almost always was (`> file`); any other open gets ENOENT.
+        if (errnoOf(err) === Errno.ENOENT && (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0) {
+          const fh = files.create(bucket, key, 0o644);
+          ns.stats.delete(path);
+          return fh;
+        }
+        throw err;
+      }
       if (entry.type === "dir")
         throw new DriverError("DRIVER_NOT_SUPPORTED", `${path} is a directory`, { errno: Errno.EISDIR });
       const fh = files.open(bucket, key, {
