@@ -1,36 +1,22 @@
 import { mkdir, rm } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
-import type { S3Client } from "@aws-sdk/client-s3";
-import type { Logger } from "../../common/log.js";
-import type { FusionMount } from "../../driver/index.js";
-import {
-  type ChunkStore,
-  MANIFEST_SCHEMA_VERSION,
-  type Manifest,
-  type SnapshotRepository,
-} from "../../store/index.js";
+import { MANIFEST_SCHEMA_VERSION, type Manifest } from "../../store/index.js";
 import type { ChunkedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
 import { detectCriuFeatures } from "../runner/features.js";
 import { runCriu } from "../runner/run-criu.js";
 import { kernelRelease, machineArch } from "./host-info.js";
-import { imagesKeyPrefix, openFileCopyKey, type SnapshotLayout } from "./layout.js";
+import { imagesKeyPrefix, openFileCopyKey } from "./layout.js";
 import { captureOpenFiles } from "./open-files.js";
 import { openFilesForWriting, signalTree } from "./process-tree.js";
+import type { RestoreContext } from "./restore.js";
 import type { TaskHandle } from "./running-task.js";
 import { sh } from "./task-files.js";
 import type { CheckpointMode, CheckpointResult, TaskSpec } from "./types.js";
 
-export interface CheckpointContext {
-  mount: FusionMount;
-  client: S3Client;
-  store: ChunkStore;
-  repo: SnapshotRepository;
-  layout: SnapshotLayout;
-  workDir: string;
-  tcpMode: "close" | "established";
-  logger: Logger;
+// What a checkpoint needs beyond what a restore does.
+export interface CheckpointContext extends RestoreContext {
   clock: () => number;
   cpuinfo: () => Promise<string | null>;
 }

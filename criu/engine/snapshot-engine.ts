@@ -12,7 +12,7 @@ import { namespaceInit, pidNamespacePrefix } from "../runner/pidns.js";
 import { checkpointTask } from "./checkpoint.js";
 import { dumpCpuinfo } from "./host-info.js";
 import { type SnapshotLayout, snapshotLayout } from "./layout.js";
-import { restoreTask } from "./restore.js";
+import { type RestoreContext, restoreTask } from "./restore.js";
 import { shimCommand, TaskHandle, taskExit } from "./running-task.js";
 import { readTaskFile, removeTaskFile } from "./task-files.js";
 import type {
@@ -141,14 +141,7 @@ export class SnapshotEngine implements SnapshotEngineLike {
       this.cpuinfo ??= dumpCpuinfo();
       const result = await checkpointTask(
         {
-          mount: this.options.mount,
-          client: this.options.client,
-          store: this.store,
-          repo: this.repo,
-          layout: this.layout,
-          workDir: this.workDir,
-          tcpMode: this.options.tcpMode ?? "close",
-          logger: this.logger,
+          ...this.context(),
           clock: this.clock,
           cpuinfo: () => this.cpuinfo as Promise<string | null>,
         },
@@ -183,23 +176,27 @@ export class SnapshotEngine implements SnapshotEngineLike {
     };
   }
 
+  // The collaborators both checkpoints and restores work with.
+  private context(): RestoreContext {
+    return {
+      mount: this.options.mount,
+      client: this.options.client,
+      store: this.store,
+      repo: this.repo,
+      layout: this.layout,
+      workDir: this.workDir,
+      tcpMode: this.options.tcpMode ?? "close",
+      logger: this.logger,
+    };
+  }
+
   async restore(spec: TaskSpec, options: RestoreOptions = {}): Promise<RestoreResult> {
     this.assertTask(spec);
     await mkdir(this.workDir, { recursive: true });
-    const { manifest, ...result } = await restoreTask(
-      {
-        mount: this.options.mount,
-        client: this.options.client,
-        store: this.store,
-        repo: this.repo,
-        layout: this.layout,
-        workDir: this.workDir,
-        tcpMode: this.options.tcpMode ?? "close",
-        logger: this.logger,
-      },
-      spec,
-      { ...options, lazy: options.lazy ?? this.options.lazy ?? false },
-    );
+    const { manifest, ...result } = await restoreTask(this.context(), spec, {
+      ...options,
+      lazy: options.lazy ?? this.options.lazy ?? false,
+    });
     this.current = { spec, task: result.task as TaskHandle, startedAt: this.clock(), runtimeBeforeMs: 0 };
     void manifest;
     return result;
