@@ -60,6 +60,9 @@ export const ManifestSchema = z.object({
     command: z.array(z.string()).min(1),
     cwd: z.string(),
     identity: z.object({ uid: count, gid: count }),
+    // The task's accumulated run time at the freeze, in ms, counting the time it ran
+    // before earlier restores. Optional: manifests written before it existed lack it.
+    runtimeMs: count.optional(),
   }),
   host: z.object({
     criuVersion: z.string(),

@@ -1,4 +1,4 @@
-import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { isNotFound, listFolders, listObjects, s3Error } from "../s3/s3-util.js";
 import type { SnapshotRepository } from "./snapshot-repository.js";
@@ -123,4 +123,126 @@ async function referencedChunks(
     }
   }
   return { hashes, manifests };
+}
+
+export interface RetireOptions {
+  // When the task finished, in ms since the epoch (the marker records it). Default: now.
+  finishedAt?: number;
+  // Free-form facts about the end (exit code...), recorded in the marker.
+  detail?: Record<string, unknown>;
+  signal?: AbortSignal;
+}
+
+export interface RetireReport {
+  // Generations whose manifests were moved to retired/, oldest first.
+  retiredGenerations: number[];
+  chunksDeleted: number;
+  bytesFreed: number;
+  // This task's chunks kept: another task's manifest references them, or another
+  // writer uploaded them after this task's last commit (young, see the docs).
+  chunksKeptShared: number;
+  chunksKeptYoung: number;
+}
+
+// The marker `<root><task>/finished.json`: the task ended on its own and its memory images
+// were (being) removed. Its manifests live on as `<root><task>/retired/NNNNNN.json`.
+export interface FinishedMarker {
+  task: string;
+  finishedAt: string;
+  retiredGenerations: number[];
+  detail?: Record<string, unknown>;
+}
+
+// After the task ended on its own: nothing of it is restorable any more, so its memory
+// images go while its small manifests stay for the record. In this order, each step safe
+// to interrupt: (1) the finished marker; (2) every manifest copied to retired/ and then
+// deleted (a crash before the delete leaves a manifest whose chunks are all still there:
+// restorable, truthfully); (3) the chunks the retired manifests reference and no manifest
+// of any task under the root references, re-read right before the delete as GC does,
+// unless another writer uploaded them after this task's last commit and within the grace
+// period (a dump in progress elsewhere may be about to reference them).
+export async function retireTask(
+  repo: SnapshotRepository,
+  options: RetireOptions = {},
+): Promise<RetireReport> {
+  const { signal } = options;
+  const generations = await repo.list({ signal });
+  const report: RetireReport = {
+    retiredGenerations: generations,
+    chunksDeleted: 0,
+    bytesFreed: 0,
+    chunksKeptShared: 0,
+    chunksKeptYoung: 0,
+  };
+  if (generations.length === 0) return report;
+  const marker: FinishedMarker = {
+    task: repo.task,
+    finishedAt: new Date(options.finishedAt ?? repo.clock()).toISOString(),
+    retiredGenerations: generations,
+    ...(options.detail ? { detail: options.detail } : {}),
+  };
+  await putJson(repo, repo.finishedKey, JSON.stringify(marker), signal);
+
+  const ours = new Set<string>();
+  let lastCommitAt = 0;
+  for (const generation of generations) {
+    const text = await repo.readManifestText(generation, { signal });
+    if (text === undefined) continue;
+    for (const match of text.matchAll(HASH_IN_TEXT)) ours.add(match[0]);
+    const createdAt = Date.parse((JSON.parse(text) as { createdAt?: string }).createdAt ?? "");
+    if (Number.isFinite(createdAt)) lastCommitAt = Math.max(lastCommitAt, createdAt);
+    await putJson(repo, repo.retiredKey(generation), text, signal);
+    await repo.deleteGeneration(generation, { signal });
+  }
+
+  const graceMs = repo.gcGraceMs;
+  const now = repo.clock();
+  const candidates: { hash: string; size: number }[] = [];
+  const referenced = await referencedChunks(repo, new Set(), signal);
+  for await (const chunk of repo.store.listChunks({ signal })) {
+    if (!ours.has(chunk.hash)) continue;
+    if (referenced.hashes.has(chunk.hash)) {
+      report.chunksKeptShared++;
+      continue;
+    }
+    const modified = chunk.lastModified.getTime();
+    if (modified > lastCommitAt && now - modified < graceMs) {
+      report.chunksKeptYoung++;
+      continue;
+    }
+    candidates.push({ hash: chunk.hash, size: chunk.size });
+  }
+  const again = await referencedChunks(repo, new Set(), signal);
+  const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
+  report.chunksKeptShared += candidates.length - doomed.length;
+  if (doomed.length > 0)
+    await repo.store.deleteChunks(
+      doomed.map((c) => c.hash),
+      { signal },
+    );
+  report.chunksDeleted = doomed.length;
+  report.bytesFreed = doomed.reduce((n, c) => n + c.size, 0);
+  repo.logger.info({ task: repo.task, ...report }, "finished task's snapshot images removed");
+  return report;
+}
+
+async function putJson(
+  repo: SnapshotRepository,
+  key: string,
+  body: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    await repo.store.client.send(
+      new PutObjectCommand({
+        Bucket: repo.store.bucket,
+        Key: key,
+        Body: body,
+        ContentType: "application/json",
+      }),
+      { abortSignal: signal },
+    );
+  } catch (err) {
+    throw s3Error(err, `Writing s3://${repo.store.bucket}/${key}`, signal);
+  }
 }

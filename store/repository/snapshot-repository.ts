@@ -12,7 +12,15 @@ import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.
 import { parseManifest, serializeManifest } from "../manifest/parse-manifest.js";
 import { isNotFound, listObjects, s3Error } from "../s3/s3-util.js";
 import { forEachBounded } from "../util/for-each-bounded.js";
-import { collectGarbage, type GcOptions, type GcReport } from "./collect-garbage.js";
+import {
+  collectGarbage,
+  type FinishedMarker,
+  type GcOptions,
+  type GcReport,
+  type RetireOptions,
+  type RetireReport,
+  retireTask,
+} from "./collect-garbage.js";
 import { type VerifyMode, verifyManifest } from "./verify-manifest.js";
 
 export interface SnapshotRepositoryOptions {
@@ -48,7 +56,9 @@ export interface SkippedGeneration {
 
 export type UsableSnapshot =
   | { found: true; generation: number; manifest: Manifest; skipped: SkippedGeneration[] }
-  | { found: false; reason: "no-snapshot" | "no-usable-snapshot"; skipped: SkippedGeneration[] };
+  | { found: false; reason: "no-snapshot" | "no-usable-snapshot"; skipped: SkippedGeneration[] }
+  // The task ended on its own and its memory images were removed (retire()).
+  | { found: false; reason: "finished"; finished: FinishedMarker; skipped: SkippedGeneration[] };
 
 const GENERATION_NAME = /^gen-(\d{6,})\.json$/;
 const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -100,6 +110,17 @@ export class SnapshotRepository {
     return `${this.taskPrefix}gen-${String(generation).padStart(6, "0")}.json`;
   }
 
+  // Where retire() keeps a generation's manifest for the record (not a commit marker: its
+  // name is not gen-NNNNNN.json, so list(), restore and GC do not see it).
+  retiredKey(generation: number): string {
+    return `${this.taskPrefix}retired/${String(generation).padStart(6, "0")}.json`;
+  }
+
+  // The marker retire() writes first.
+  get finishedKey(): string {
+    return `${this.taskPrefix}finished.json`;
+  }
+
   // Committed generations, oldest first. Other objects under the task prefix are ignored.
   async list(options: OpOptions = {}): Promise<number[]> {
     const generations: number[] = [];
@@ -126,9 +147,13 @@ export class SnapshotRepository {
   async load(generation: number, options: OpOptions = {}): Promise<Manifest> {
     const text = await this.readManifestText(generation, options);
     if (text === undefined) {
+      const finished = await this.finished(options);
+      const why = finished?.retiredGenerations?.includes(generation)
+        ? `: the task finished at ${finished.finishedAt} and its memory images were removed (its manifests are kept under s3://${this.store.bucket}/${this.taskPrefix}retired/)`
+        : "";
       throw new SnapshotError(
         SnapshotErrorCode.NotFound,
-        `Task "${this.task}" has no snapshot generation ${generation} (s3://${this.store.bucket}/${this.manifestKey(generation)})`,
+        `Task "${this.task}" has no snapshot generation ${generation} (s3://${this.store.bucket}/${this.manifestKey(generation)})${why}`,
         { generation },
       );
     }
@@ -254,7 +279,40 @@ export class SnapshotRepository {
         });
       }
     }
+    if (generations.length === 0) {
+      const finished = await this.finished(options);
+      if (finished) return { found: false, reason: "finished", finished, skipped };
+    }
     return { found: false, reason: generations.length === 0 ? "no-snapshot" : "no-usable-snapshot", skipped };
+  }
+
+  // The finished marker, when retire() ran and no generation was committed since (a new
+  // run of the task under the same id makes it stale).
+  async finished(options: OpOptions = {}): Promise<FinishedMarker | undefined> {
+    const signal = this.combine(options.signal);
+    let text: string;
+    try {
+      const r = await this.store.client.send(
+        new GetObjectCommand({ Bucket: this.store.bucket, Key: this.finishedKey }),
+        { abortSignal: signal },
+      );
+      text = (await r.Body?.transformToString("utf8")) ?? "";
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw s3Error(err, `Reading s3://${this.store.bucket}/${this.finishedKey}`, signal);
+    }
+    try {
+      return JSON.parse(text) as FinishedMarker;
+    } catch {
+      return { task: this.task, finishedAt: "an unknown time", retiredGenerations: [] };
+    }
+  }
+
+  // After the task ended on its own: moves its manifests to retired/ (behind a finished
+  // marker) and deletes the chunks only they referenced. Nothing of the task is
+  // restorable afterwards, and nothing looks restorable. See docs/snapshot-format.md.
+  retire(options: RetireOptions = {}): Promise<RetireReport> {
+    return retireTask(this, { ...options, signal: this.combine(options.signal) });
   }
 
   // Removes old generations (keeping the newest `keep`) and then unreferenced chunks.
