@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { MANIFEST_SCHEMA_VERSION, type Manifest } from "../../store/index.js";
 import type { ChunkedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
-import { detectCriuFeatures } from "../runner/features.js";
+import { detectCriuFeatures, predumpStatus } from "../runner/features.js";
+import { createPostDumpHook } from "../runner/post-dump-hook.js";
 import { runCriu } from "../runner/run-criu.js";
+import { socketOptionsRefused, tcpArgs } from "../runner/tcp.js";
 import { kernelRelease, machineArch } from "./host-info.js";
 import { imagesKeyPrefix, openFileCopyKey } from "./layout.js";
 import { captureOpenFiles } from "./open-files.js";
@@ -55,6 +57,8 @@ export async function checkpointTask(
   const logFile = join(logDir, "dump.log");
 
   const freezeStart = performance.now();
+  // The task's accumulated run time at the freeze (earlier instances included).
+  const taskRuntimeMs = target.runtimeBeforeMs + Math.max(0, ctx.clock() - target.startedAt);
   let resumed = false;
   const resume = async () => {
     if (resumed) return;
@@ -67,8 +71,18 @@ export async function checkpointTask(
   };
   let dumpMs = 0;
   let openFiles: Manifest["openFiles"] = [];
+  // Established connections of a task that goes on running: CRIU must unlock them itself
+  // (--leave-running), so the freeze for the open files is CRIU's post-dump hook.
+  const hook =
+    ctx.tcpMode === "established" && options.leaveRunning ? await createPostDumpHook(logDir) : undefined;
+  const captureFiles = async () => {
+    const paths = await openFilesForWriting(target.task.pid, ctx.mount.mountpoint);
+    openFiles = await captureOpenFiles({ mount: ctx.mount, client: ctx.client, signal }, paths, (i) =>
+      openFileCopyKey(ctx.layout, target.spec.id, generation, i),
+    );
+  };
   try {
-    const dump = await runCriu(
+    const dumping = runCriu(
       [
         "dump",
         "-t",
@@ -77,24 +91,43 @@ export async function checkpointTask(
         imagesDir,
         "--log-file",
         logFile,
-        // Stopped, not running or killed: open files are committed at this same freeze.
-        "--leave-stopped",
-        ctx.tcpMode === "established" ? "--tcp-established" : "--tcp-close",
+        // Stopped (or held in the post-dump hook), not running or killed: open files are
+        // committed at this same freeze.
+        hook ? "--leave-running" : "--leave-stopped",
+        ...tcpArgs(ctx.tcpMode),
         "--file-locks",
+        ...(hook?.args ?? []),
       ],
       { signal, logFile },
-    ).catch((err: unknown) => {
+    ).catch(async (err: unknown) => {
+      if (await socketOptionsRefused(logFile)) {
+        const features = await detectCriuFeatures({ signal }).catch(() => undefined);
+        throw new CriuError(
+          "CRIU_SOCKETS_UNSUPPORTED",
+          `Checkpoint of task "${target.spec.id}" generation ${generation} failed: the task holds TCP/UDP sockets, which CRIU ${features?.version ?? "(unknown version)"} cannot dump on Linux ${kernelRelease()} (the kernel refuses SO_PASSCRED/SO_PASSSEC on them since 6.16; CRIU 4.2 handles it). The task goes on running.`,
+          { cause: err },
+        );
+      }
       throw new CriuError(
         err instanceof CriuError && err.code === "CRIU_ABORTED" ? "CRIU_ABORTED" : "CRIU_DUMP_FAILED",
         `Checkpoint of task "${target.spec.id}" generation ${generation} failed: ${(err as Error).message}`,
         { cause: err },
       );
     });
-    dumpMs = dump.durationMs;
-    const paths = await openFilesForWriting(target.task.pid, ctx.mount.mountpoint);
-    openFiles = await captureOpenFiles({ mount: ctx.mount, client: ctx.client, signal }, paths, (i) =>
-      openFileCopyKey(ctx.layout, target.spec.id, generation, i),
-    );
+    if (hook) {
+      if (await hook.frozen(dumping, signal).catch(() => false)) {
+        await captureFiles().catch(async (err: unknown) => {
+          await hook.release(false);
+          await dumping.catch(() => {});
+          throw err;
+        });
+        await hook.release(true);
+      }
+      dumpMs = (await dumping).durationMs;
+    } else {
+      dumpMs = (await dumping).durationMs;
+      await captureFiles();
+    }
   } catch (err) {
     // A failed dump leaves the task as it was: running (CRIU resumes it on failure; a
     // --leave-stopped tree that we could not finish with is continued here).
@@ -110,7 +143,6 @@ export async function checkpointTask(
   const uploadMs = performance.now() - uploadStart;
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   const identity = userInfo();
-  const taskRuntimeMs = target.runtimeBeforeMs + (ctx.clock() - target.startedAt);
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     generation,
@@ -123,6 +155,7 @@ export async function checkpointTask(
       command: target.spec.command,
       cwd: target.spec.cwd,
       identity: { uid: identity.uid, gid: identity.gid },
+      runtimeMs: Math.round(taskRuntimeMs),
     },
     host: {
       criuVersion: features.version,
@@ -147,7 +180,14 @@ export async function checkpointTask(
   manifest.timings.totalMs = Math.round(performance.now() - started);
   await ctx.repo.commit(manifest, { signal });
   ctx.logger.info(
-    { task: target.spec.id, generation, mode, freezeMs: manifest.timings.freezeMs, bytes: manifest.bytes },
+    {
+      task: target.spec.id,
+      generation,
+      mode,
+      predump: predumpStatus(features),
+      freezeMs: manifest.timings.freezeMs,
+      bytes: manifest.bytes,
+    },
     "checkpoint committed",
   );
   await rm(logDir, { recursive: true, force: true });

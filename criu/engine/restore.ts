@@ -12,6 +12,7 @@ import {
 } from "../../store/index.js";
 import { CriuError } from "../errors.js";
 import { runCriu } from "../runner/run-criu.js";
+import { tcpArgs } from "../runner/tcp.js";
 import { imagesKeyPrefix, type SnapshotLayout } from "./layout.js";
 import { restoreOpenFiles } from "./open-files.js";
 import { preflight } from "./preflight.js";
@@ -120,7 +121,7 @@ export async function restoreTask(
       logFile,
       "--pidfile",
       pidfile,
-      ctx.tcpMode === "established" ? "--tcp-established" : "--tcp-close",
+      ...tcpArgs(ctx.tcpMode),
       "--file-locks",
     ],
     { logFile, reject: false },

@@ -54,3 +54,12 @@ async function probe(signal?: AbortSignal): Promise<CriuFeatures> {
     uffdNoncoop,
   };
 }
+
+// Why checkpoints are not `criu pre-dump --track-mem` rounds followed by a dump of only
+// the pages dirtied since: the engine's checkpoints are full dumps whose unchanged chunks
+// are deduplicated ("incremental-chunks"), and it logs this reason with each one.
+export function predumpStatus(features: CriuFeatures): string {
+  return features.memDirtyTrack
+    ? "not used: the engine has no pre-dump path yet (incremental chunks instead)"
+    : "unavailable: the kernel has no soft-dirty tracking (criu check --feature mem_dirty_track fails)";
+}
