@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeleteObjectsCommand, type S3Client } from "@aws-sdk/client-s3";
@@ -126,6 +126,25 @@ export class SnapshotEngine implements SnapshotEngineLike {
     const task = new TaskHandle(pid, exited);
     this.current = { spec, task, startedAt: this.clock(), runtimeBeforeMs: 0 };
     this.logger.info({ task: spec.id, pid }, "task started");
+    return task;
+  }
+
+  // Adopts a task tree started elsewhere, so that this engine can checkpoint it: `pid` is
+  // the init of the tree's own PID namespace (started as `unshare --pid --fork ...` with
+  // no inherited pipes or sockets: stdio on /dev/null or on files). Embedders that launch
+  // their own processes (the benchmarks) use it. The engine does not know the exit code
+  // of an adopted task: `exited` resolves (exitCode null) once the process has gone.
+  adopt(spec: TaskSpec, pid: number): TaskHandle {
+    this.assertTask(spec);
+    if (!Number.isInteger(pid) || pid <= 1) {
+      throw new CriuError("CRIU_INVALID_OPTION", `Cannot adopt PID ${pid}: give the task's namespace init`);
+    }
+    const exited = (async () => {
+      while (await pidAlive(pid)) await new Promise((r) => setTimeout(r, 100));
+      return { exitCode: null, signal: null };
+    })();
+    const task = new TaskHandle(pid, exited);
+    this.current = { spec, task, startedAt: this.clock(), runtimeBeforeMs: 0 };
     return task;
   }
 
@@ -265,4 +284,11 @@ export class SnapshotEngine implements SnapshotEngineLike {
       );
     }
   }
+}
+
+// Whether a process is alive (a zombie counts as gone: it has nothing left to dump).
+async function pidAlive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  if (!stat) return false;
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
