@@ -209,23 +209,58 @@ export class SnapshotEngine implements SnapshotEngineLike {
     };
   }
 
-  async restore(spec: TaskSpec, options: RestoreOptions = {}): Promise<RestoreResult> {
+  // Restores the task; its run time continues from the one recorded in the manifest
+  // (`runtimeBeforeMs`, 0 for manifests written before task.runtimeMs existed).
+  async restore(
+    spec: TaskSpec,
+    options: RestoreOptions = {},
+  ): Promise<RestoreResult & { runtimeBeforeMs: number }> {
     this.assertTask(spec);
     await mkdir(this.workDir, { recursive: true });
-    const { manifest, ...result } = await restoreTask(this.context(), spec, {
+    const restoring = restoreTask(this.context(), spec, {
       ...options,
       lazy: options.lazy ?? this.options.lazy ?? false,
     });
-    this.current = { spec, task: result.task as TaskHandle, startedAt: this.clock(), runtimeBeforeMs: 0 };
-    void manifest;
-    return result;
+    const { manifest, ...result } = await restoring.catch(async (err: unknown) => {
+      throw await this.explainFinished(err, options.signal);
+    });
+    const runtimeBeforeMs = manifest.task.runtimeMs ?? 0;
+    this.current = { spec, task: result.task as TaskHandle, startedAt: this.clock(), runtimeBeforeMs };
+    return { ...result, runtimeBeforeMs };
   }
 
-  // After the task ended on its own: drops every generation but the newest manifest's
-  // record... (memory images are the bulk): keeps the newest manifest, removes the others
-  // and the chunks no manifest references.
-  async cleanup(options: { signal?: AbortSignal } = {}): Promise<void> {
-    await this.collectGarbage(options.signal, 1);
+  // The task's accumulated run time now (earlier instances included), or undefined when no
+  // task runs under this engine.
+  runtimeMs(): number | undefined {
+    const c = this.current;
+    return c ? c.runtimeBeforeMs + Math.max(0, this.clock() - c.startedAt) : undefined;
+  }
+
+  // A restore that found no snapshot of a task whose images cleanup() removed says so.
+  private async explainFinished(err: unknown, signal?: AbortSignal): Promise<unknown> {
+    if (!(err instanceof CriuError) || err.code !== "CRIU_NO_SNAPSHOT") return err;
+    const finished = await this.repo.finished({ signal }).catch(() => undefined);
+    if (!finished) return err;
+    return new CriuError(
+      "CRIU_NO_SNAPSHOT",
+      `Task "${this.options.taskId}" has nothing to restore: it finished at ${finished.finishedAt} and cleanup removed its memory images (its manifests are kept under s3://${this.options.bucket}/${this.repo.taskPrefix}retired/)`,
+      { cause: err },
+    );
+  }
+
+  // After the task ended on its own: nothing of it is restorable any more. Its manifests
+  // move to <task>/retired/ behind a finished marker, and every generation's memory images
+  // go (the chunks no other task's manifest references), with the open-file copies; the
+  // task's own files (logs, outputs) stay. See docs/snapshot-engine.md.
+  async cleanup(options: { signal?: AbortSignal; detail?: Record<string, unknown> } = {}): Promise<void> {
+    const { signal } = options;
+    const report = await this.repo.retire({
+      ...(signal ? { signal } : {}),
+      ...(options.detail ? { detail: options.detail } : {}),
+    });
+    if (report.retiredGenerations.length === 0) return;
+    await this.deleteGenerationFiles(report.retiredGenerations, signal);
+    this.logger.info({ task: this.options.taskId, report }, "finished task's snapshot images removed");
   }
 
   private async collectGarbage(
@@ -234,9 +269,15 @@ export class SnapshotEngine implements SnapshotEngineLike {
   ): Promise<void> {
     const report = await this.repo.gc({ keep, ...(signal ? { signal } : {}) });
     if (report.deletedGenerations.length === 0) return;
-    // Open-file copies of the deleted generations (image dirs hold only directory markers).
+    await this.deleteGenerationFiles(report.deletedGenerations, signal);
+    this.logger.info({ task: this.options.taskId, report }, "old snapshot generations removed");
+  }
+
+  // Open-file copies of the given generations, and their image dirs (which hold only
+  // directory markers: the images themselves are chunks).
+  private async deleteGenerationFiles(generations: number[], signal?: AbortSignal): Promise<void> {
     const keys: string[] = [];
-    for (const g of report.deletedGenerations) {
+    for (const g of generations) {
       const gen = String(g).padStart(6, "0");
       for (const prefix of [
         `${this.layout.root}${this.options.taskId}/files/gen-${gen}/`,
@@ -254,7 +295,6 @@ export class SnapshotEngine implements SnapshotEngineLike {
         { abortSignal: signal },
       );
     }
-    this.logger.info({ task: this.options.taskId, report }, "old snapshot generations removed");
   }
 
   private async listKeys(prefix: string, signal?: AbortSignal): Promise<string[]> {

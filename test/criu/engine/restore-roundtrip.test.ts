@@ -2,8 +2,23 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ListObjectsCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EngineFixture, haveCc, WORK_PREFIX, waitFor, writtenBy } from "./engine-fixture.js";
+import { BUCKET, EngineFixture, haveCc, WORK_PREFIX, waitFor, writtenBy } from "./engine-fixture.js";
+
+// Every key under `prefix`, sorted.
+async function keys(f: EngineFixture, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let marker: string | undefined;
+  for (;;) {
+    const r = await f.client.send(
+      new ListObjectsCommand({ Bucket: BUCKET, Prefix: prefix, ...(marker ? { Marker: marker } : {}) }),
+    );
+    for (const o of r.Contents ?? []) if (o.Key) out.push(o.Key);
+    if (!r.IsTruncated || !r.Contents?.length) return out.sort();
+    marker = r.Contents.at(-1)?.Key;
+  }
+}
 
 const MIB = 256;
 // Enough steps that the restored task is still running when it is checkpointed again.
@@ -89,9 +104,17 @@ describe.skipIf(!haveCc())("snapshot engine: dump through Fusion, restore from S
     );
     expect(restored.generation).toBe(2);
     expect(restored.skipped).toEqual([]);
+    // Its run time goes on from the one recorded at the freeze (not from 0).
+    expect(first.taskRuntimeMs).toBeGreaterThan(0);
+    expect(second.taskRuntimeMs).toBeGreaterThan(first.taskRuntimeMs);
+    const manifest2 = await engine2.repo.load(2);
+    expect(manifest2.task.runtimeMs).toBe(Math.round(second.taskRuntimeMs));
+    expect(restored.runtimeBeforeMs).toBe(manifest2.task.runtimeMs);
+    expect(engine2.runtimeMs()).toBeGreaterThanOrEqual(restored.runtimeBeforeMs);
     // The restored task is checkpointed again (the agent's periodic checkpoints go on).
     const third = await engine2.checkpoint({ reason: "periodic" });
     expect(third).toMatchObject({ generation: 3, parentGeneration: 2, mode: "incremental-chunks" });
+    expect(third.taskRuntimeMs).toBeGreaterThan(second.taskRuntimeMs);
     console.log(
       `[engine] checkpoint of the restored task: ${third.bytesUploaded} B uploaded, freeze ${third.freezeMs} ms`,
     );
@@ -100,5 +123,27 @@ describe.skipIf(!haveCc())("snapshot engine: dump through Fusion, restore from S
     expect(await f.getText(`${WORK_PREFIX}/results.txt`)).toBe(expected);
     const stdout = await f.getText(`${WORK_PREFIX}/.command.out`);
     expect(stdout).toBe(Array.from({ length: STEPS }, (_, i) => `step ${i + 1}\n`).join(""));
+
+    // The task ended on its own: cleanup removes every generation's memory images and
+    // open-file copies, keeps the manifests (retired/) and the task's files, and nothing
+    // looks restorable any more.
+    expect(await engine2.repo.list()).toEqual([2, 3]);
+    expect((await keys(f, `${WORK_PREFIX}/.snapshots/chunks/`)).length).toBeGreaterThan(0);
+    await engine2.cleanup();
+    expect(await keys(f, `${WORK_PREFIX}/.snapshots/chunks/`)).toEqual([]);
+    expect(await keys(f, `${WORK_PREFIX}/.snapshots/t-1/files/`)).toEqual([]);
+    expect(await keys(f, `${WORK_PREFIX}/.snapshots/t-1/`)).toEqual([
+      `${WORK_PREFIX}/.snapshots/t-1/finished.json`,
+      `${WORK_PREFIX}/.snapshots/t-1/retired/000002.json`,
+      `${WORK_PREFIX}/.snapshots/t-1/retired/000003.json`,
+    ]);
+    expect(
+      JSON.parse(await f.getText(`${WORK_PREFIX}/.snapshots/t-1/retired/000003.json`)).task.runtimeMs,
+    ).toBe(Math.round(third.taskRuntimeMs));
+    expect(await f.getText(`${WORK_PREFIX}/results.txt`)).toBe(expected);
+    expect(await engine2.latest()).toBeUndefined();
+    await expect(engine2.restore(spec)).rejects.toThrow(
+      /nothing to restore: it finished at .* and cleanup removed its memory images/,
+    );
   });
 });
