@@ -1,7 +1,7 @@
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
-import { MANIFEST_SCHEMA_VERSION, type Manifest } from "../../store/index.js";
+import { MANIFEST_SCHEMA_VERSION, type Manifest, uploadImageDir } from "../../store/index.js";
 import type { ChunkedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
 import { detectCriuFeatures, predumpStatus } from "../runner/features.js";
@@ -11,7 +11,7 @@ import { socketOptionsRefused, tcpArgs } from "../runner/tcp.js";
 import { kernelRelease, machineArch } from "./host-info.js";
 import { imagesKeyPrefix, openFileCopyKey } from "./layout.js";
 import { captureOpenFiles } from "./open-files.js";
-import { openFilesForWriting, signalTree } from "./process-tree.js";
+import { openFilesForWriting, processTree, signalTree } from "./process-tree.js";
 import type { RestoreContext } from "./restore.js";
 import type { TaskHandle } from "./running-task.js";
 import { sh } from "./task-files.js";
@@ -21,6 +21,8 @@ import type { CheckpointMode, CheckpointResult, TaskSpec } from "./types.js";
 export interface CheckpointContext extends RestoreContext {
   clock: () => number;
   cpuinfo: () => Promise<string | null>;
+  // Where CRIU writes the images (see SnapshotEngineOptions.staging).
+  staging: "auto" | "local" | "mount";
 }
 
 export interface CheckpointTarget {
@@ -46,11 +48,17 @@ export async function checkpointTask(
   const parentGeneration = (await ctx.repo.latest({ signal })) ?? null;
   const generation = (parentGeneration ?? 0) + 1;
   const keyPrefix = imagesKeyPrefix(ctx.layout, target.spec.id, generation);
-  const imagesDir = join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
   const logDir = join(ctx.workDir, `dump-${generation}`);
   await rm(logDir, { recursive: true, force: true });
   await mkdir(logDir, { recursive: true });
-  await sh('mkdir -p "$1"', [imagesDir], signal);
+  // Local staging: CRIU writes at disk speed and the task resumes before the upload; the
+  // mount: CRIU's writes become chunks as they go, and the task waits for the upload.
+  const local = await stageLocally(ctx, target.task.pid, logDir);
+  const imagesDir = local
+    ? join(logDir, "images")
+    : join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
+  if (local) await mkdir(imagesDir);
+  else await sh('mkdir -p "$1"', [imagesDir], signal);
   const cpuinfo = await ctx.cpuinfo();
   const before = { ...ctx.store.stats };
   const mode: CheckpointMode = parentGeneration === null ? "full" : "incremental-chunks";
@@ -133,13 +141,26 @@ export async function checkpointTask(
     // --leave-stopped tree that we could not finish with is continued here).
     resumed = true;
     await signalTree(target.task.pid, "SIGCONT");
+    if (local) await rm(imagesDir, { recursive: true, force: true });
     throw err;
   }
   await resume();
   const freezeMs = performance.now() - freezeStart;
 
   const uploadStart = performance.now();
-  const images = await imageFiles(ctx, imagesDir, signal);
+  const images = local
+    ? await uploadImageDir(ctx.store, imagesDir, signal ? { signal } : {}).then(
+        (r) => r.images,
+        async (err: unknown) => {
+          await rm(imagesDir, { recursive: true, force: true });
+          throw new CriuError(
+            err instanceof CriuError && err.code === "CRIU_ABORTED" ? "CRIU_ABORTED" : "CRIU_DUMP_FAILED",
+            `Checkpoint of task "${target.spec.id}" generation ${generation}: uploading its images failed (nothing was committed): ${(err as Error).message}`,
+            { cause: err },
+          );
+        },
+      )
+    : await imageFiles(ctx, imagesDir, signal);
   const uploadMs = performance.now() - uploadStart;
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   const identity = userInfo();
@@ -184,6 +205,7 @@ export async function checkpointTask(
       task: target.spec.id,
       generation,
       mode,
+      staging: local ? "local" : "mount",
       predump: predumpStatus(features),
       freezeMs: manifest.timings.freezeMs,
       bytes: manifest.bytes,
@@ -224,4 +246,19 @@ async function imageFiles(
     images[name] = file.chunks;
   }
   return images;
+}
+
+// Whether this checkpoint's images go to local disk first: always with "local", never with
+// "mount"; with "auto" when the disk under the engine's work dir has room for the task's
+// resident memory with a margin (the images are about that size).
+async function stageLocally(ctx: CheckpointContext, root: number, dir: string): Promise<boolean> {
+  if (ctx.staging !== "auto") return ctx.staging === "local";
+  let resident = 0;
+  for (const pid of await processTree(root)) {
+    const statm = await readFile(`/proc/${pid}/statm`, "utf8").catch(() => "");
+    resident += (Number(statm.split(" ")[1]) || 0) * 4096;
+  }
+  const fs = await statfs(dir).catch(() => undefined);
+  const free = fs ? fs.bavail * fs.bsize : 0;
+  return free > resident * 1.25 + 256 * 1024 * 1024;
 }

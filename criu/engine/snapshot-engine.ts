@@ -49,6 +49,12 @@ export interface SnapshotEngineOptions {
   workDir?: string;
   // Lazy restore default. Default false (see docs/snapshot-engine.md for why).
   lazy?: boolean;
+  // Where `criu dump` writes the images. "local": a directory under workDir, uploaded
+  // after the task resumed (the freeze lasts as long as the dump to disk); "mount": the
+  // Fusion mount's snapshot area, uploaded as CRIU writes (the task stays frozen until the
+  // last chunk is up, but no local disk is needed). "auto" (default): local when the disk
+  // under workDir has room for the task's resident memory plus 25% and 256 MiB, else mount.
+  staging?: "auto" | "local" | "mount";
   logger?: Logger;
   // Milliseconds since the epoch. Default Date.now.
   clock?: () => number;
@@ -163,6 +169,7 @@ export class SnapshotEngine implements SnapshotEngineLike {
           ...this.context(),
           clock: this.clock,
           cpuinfo: () => this.cpuinfo as Promise<string | null>,
+          staging: this.options.staging ?? "auto",
         },
         current,
         {
