@@ -57,6 +57,13 @@ export class EngineFixture {
     return f;
   }
 
+  // Compiles fixtures/<name>.c into the fixture's directory; the binary's path.
+  async compile(name: string): Promise<string> {
+    const out = join(this.dir, name);
+    await execa("cc", ["-O2", "-o", out, join(import.meta.dirname, "fixtures", `${name}.c`)]);
+    return out;
+  }
+
   // A fresh mount (fresh cache directory, fresh chunk store: nothing known locally).
   async remount(): Promise<FusionMount> {
     await this.unmount();
