@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { withoutFuseFds } from "./fuse-fds.js";
 
 // The PID of the namespace init that `unshare --pid --fork` started: its only child.
 // That process (a session leader by setsid) is the root CRIU dumps.
@@ -27,12 +28,14 @@ export async function namespaceInit(
 // With `killWithParent` (default) the task dies with whoever started it (unshare's
 // --kill-child sets PDEATHSIG); CRIU keeps that signal, so a tree dumped this way must be
 // restored without -d (CRIU staying its parent), or it is killed when CRIU exits.
+// unshare is started without the mount's /dev/fuse descriptor (see withoutFuseFds); bash
+// execs it, so the spawned PID is unshare's.
 export function pidNamespacePrefix(options: { killWithParent?: boolean } = {}): string[] {
-  return [
+  return withoutFuseFds([
     "unshare",
     "--pid",
     "--fork",
     ...(options.killWithParent === false ? [] : ["--kill-child"]),
     "setsid",
-  ];
+  ]);
 }

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { execa } from "execa";
 import { CriuError } from "../errors.js";
 import { requireCriu } from "./bundle.js";
+import { withoutFuseFds } from "./fuse-fds.js";
 
 export interface RunCriuOptions {
   signal?: AbortSignal;
@@ -32,7 +33,10 @@ export interface CriuResult {
 export async function runCriu(args: string[], options: RunCriuOptions = {}): Promise<CriuResult> {
   const launcher = requireCriu();
   const started = performance.now();
-  const result = await execa(launcher, args, {
+  // Never with the mount's /dev/fuse descriptor: a criu outliving this process would keep
+  // the dead mount open and hang on it (see withoutFuseFds).
+  const [bash, ...wrapped] = withoutFuseFds([launcher, ...args]);
+  const result = await execa(bash as string, wrapped, {
     cwd: options.cwd,
     cancelSignal: options.signal,
     timeout: options.timeoutMs,
