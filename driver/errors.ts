@@ -53,6 +53,7 @@ export const Errno = {
   ENODATA: -61,
   ENOTSUP: -95,
   ETIMEDOUT: -110,
+  ESTALE: -116,
 } as const;
 
 // The errno for any error thrown inside an operation: ours carry one, S3 errors are mapped.

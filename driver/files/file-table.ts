@@ -32,6 +32,8 @@ export class FileTable {
   private readonly written = new Map<string, FileState>();
   // Called after each successful flush, so the stat cache can hold the new state.
   onFlushed: (state: FileState, file: OpenFile) => void = () => {};
+  // Called when a read found the object replaced behind the mount, so the stat cache forgets it.
+  onChanged: (file: OpenFile) => void = () => {};
 
   constructor(
     private readonly ctx: FileContext,
@@ -46,6 +48,11 @@ export class FileTable {
 
   openFile(bucket: string, key: string): OpenFile | undefined {
     return this.files.get(id(bucket, key));
+  }
+
+  // An open file a new open must not share: clean, and its version replaced in S3.
+  isStale(file: OpenFile | undefined): boolean {
+    return (file?.changed ?? false) && file?.mode === "clean" && !file.dirty && !file.unlinked;
   }
 
   // Open files whose key is `prefix` or below it.
@@ -118,6 +125,11 @@ export class FileTable {
     base: { etag: string; size: number; meta: FileMeta } | undefined,
   ): number {
     let file = this.files.get(id(bucket, key));
+    // Its handles keep the old version; this open gets the one `base` names.
+    if (base && this.isStale(file)) {
+      this.files.delete(id(bucket, key));
+      file = undefined;
+    }
     if (!file) {
       const chunkedEntry = this.chunked.get(id(bucket, key));
       const area = this.areaFor(bucket, key);
@@ -172,7 +184,19 @@ export class FileTable {
 
   async read(fh: number, target: Buffer, length: number, offset: number): Promise<number> {
     const handle = this.handleOf(fh);
-    return await handle.file.read(handle, target, length, offset);
+    try {
+      return await handle.file.read(handle, target, length, offset);
+    } catch (err) {
+      if (err instanceof DriverError && err.code === "DRIVER_OBJECT_CHANGED" && !handle.file.changed) {
+        handle.file.changed = true;
+        this.logger.warn(
+          { path: handle.file.what, etag: handle.file.base?.etag },
+          "the object was replaced while open: reads of this open file beyond what is cached answer ESTALE; a new open reads the new version",
+        );
+        this.onChanged(handle.file);
+      }
+      throw err;
+    }
   }
 
   async write(fh: number, data: Buffer, offset: number): Promise<void> {
@@ -199,7 +223,8 @@ export class FileTable {
         });
       }
       if (this.written.has(id(file.bucket, file.key))) this.written.set(id(file.bucket, file.key), state);
-      this.onFlushed(state, file);
+      // A clean file whose object was replaced holds a version S3 no longer has.
+      if (!this.isStale(file)) this.onFlushed(state, file);
     }
     return state;
   }

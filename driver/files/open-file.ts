@@ -40,6 +40,9 @@ export class OpenFile {
   mode: "clean" | "stream" | "staging" | "chunked" = "clean";
   dirty = false;
   unlinked = false;
+  // A GET found the object replaced (412): this version is no longer in S3. Its handles keep
+  // it (reads beyond what is cached answer ESTALE); the next open starts a new OpenFile.
+  changed = false;
   readonly lock = new Mutex();
   private stream: MultipartStream | undefined;
   private staging: { handle: FileHandle; path: string } | undefined;

@@ -41,7 +41,7 @@ export function fuseOps(
     const { bucket, key } = ns.objectOf(path);
     const open = files.openFile(bucket, key);
     const chunked = files.chunkedEntry(bucket, key);
-    if (!open && !chunked) {
+    if ((!open || files.isStale(open)) && !chunked) {
       let entry: Awaited<ReturnType<Namespace["getattr"]>>;
       try {
         entry = await ns.getattr(path);

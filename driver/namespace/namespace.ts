@@ -57,6 +57,7 @@ export class Namespace {
         etag: state.etag,
       });
     };
+    o.files.onChanged = (file) => this.stats.delete(pathOf(file.bucket, file.key));
   }
 
   locate(path: string): Location {
@@ -111,7 +112,8 @@ export class Namespace {
       return entry;
     }
     const open = this.o.files.openFile(loc.bucket, loc.key);
-    if (open && (!open.unlinked || isHidden(loc.key))) return this.openEntry(open);
+    if (open && (!open.unlinked || isHidden(loc.key)) && !this.o.files.isStale(open))
+      return this.openEntry(open);
     const chunked = this.o.files.chunkedEntry(loc.bucket, loc.key);
     if (chunked)
       return {

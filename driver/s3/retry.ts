@@ -82,10 +82,12 @@ export function toDriverError(err: unknown, what: string): DriverError {
       cause: err,
       errno: Errno.EACCES,
     });
+  // ESTALE ("Stale file handle"), not EIO: the server is fine, the open file's version is
+  // gone, and opening the file again reads the new one.
   if (name === "PreconditionFailed" || status === 412)
     return new DriverError("DRIVER_OBJECT_CHANGED", `${what}: the object changed while open (${detail})`, {
       cause: err,
-      errno: Errno.EIO,
+      errno: Errno.ESTALE,
     });
   if (name === "AttemptTimeout" || name === "TimeoutError")
     return new DriverError("DRIVER_S3_TIMEOUT", `${what}: timed out (${detail})`, {

@@ -8,6 +8,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { execa } from "execa";
 import { S3Server } from "../../../cloud/index.js";
 import { nodeEntry } from "../../../common/entry.js";
+import { S3Proxy } from "./s3-proxy.js";
 
 export const BUCKET = "fusion-test";
 
@@ -114,10 +115,13 @@ export class MountChild {
   }
 }
 
-// An s3rver, a mount child on it, and an SDK client for checking what landed in S3.
+// An s3rver, a mount child on it, and an SDK client for checking what landed in S3. With
+// `{ proxy: true }` the mount talks to s3rver through an S3Proxy (recorded requests, If-Match
+// enforced); the SDK client always talks to s3rver directly.
 export class FusionHarness {
   child!: MountChild;
   readonly client: S3Client;
+  proxy: S3Proxy | undefined;
 
   private constructor(
     readonly dir: string,
@@ -132,14 +136,22 @@ export class FusionHarness {
     });
   }
 
-  static async start(options: MountChildOptions = {}): Promise<FusionHarness> {
+  static async start(
+    options: MountChildOptions = {},
+    setup: { proxy?: boolean } = {},
+  ): Promise<FusionHarness> {
     const dir = await mkdtemp(join(tmpdir(), "fusion-test-"));
     const server = new S3Server({ directory: join(dir, "s3"), buckets: [BUCKET] });
     await server.start();
     const harness = new FusionHarness(dir, server, options);
     try {
+      if (setup.proxy) {
+        harness.proxy = new S3Proxy(server.endpoint);
+        await harness.proxy.start();
+      }
       await harness.mount();
     } catch (err) {
+      await harness.proxy?.stop();
       await server.stop();
       await rm(dir, { recursive: true, force: true });
       throw err;
@@ -159,7 +171,7 @@ export class FusionHarness {
   env(): NodeJS.ProcessEnv {
     return {
       ...process.env,
-      AWS_ENDPOINT_URL_S3: this.server.endpoint,
+      AWS_ENDPOINT_URL_S3: this.proxy?.endpoint ?? this.server.endpoint,
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "S3RVER",
       AWS_SECRET_ACCESS_KEY: "S3RVER",
@@ -195,6 +207,7 @@ export class FusionHarness {
       await this.child?.stop();
     } finally {
       this.client.destroy();
+      await this.proxy?.stop();
       await this.server.stop();
       await rm(this.dir, { recursive: true, force: true });
     }
