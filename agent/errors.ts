@@ -16,6 +16,7 @@ export const AGENT_ERROR_CODES = [
   "AGENT_ALREADY_RUNNING",
   "AGENT_CONTROL_FAILED",
   "AGENT_BUSY",
+  "AGENT_SNAPSHOTS_DISABLED",
   "AGENT_INTERNAL",
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];

@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
+import type { ComputeEnvironment } from "../../controller/config/schema.js";
 import type { CheckpointResult, TaskExit } from "../../criu/engine/types.js";
 import type { AgentError } from "../errors.js";
 import type { CheckpointPolicyOptions } from "../policy/index.js";
@@ -23,8 +24,16 @@ export interface AgentOptions {
   restore?: boolean;
   // Restore this generation rather than the newest usable one.
   generation?: number;
+  // Snapshots at all: false (the compute environment's `snapshots.enabled: false`) means no
+  // checkpoint of any kind, no restore unless `restore`/`generation` ask for one, and on a
+  // spot notice the task runs on until shortly before the reclaim and is then stopped
+  // (exitCode 176, outcome "interrupted"); SIGTERM stops it at once. Default true.
+  snapshots?: boolean;
   // Periodic checkpoints (deadline-aware ones included). Default true.
   checkpoints?: boolean;
+  // Interval of the `heartbeat` event (carries computeMs and runtimeMs); 0: none.
+  // Default 30 s.
+  heartbeatIntervalMs?: number;
   // Periodic checkpoint interval. Default 5 minutes.
   checkpointIntervalMs?: number;
   // Overrides the time between a spot notice and the reclaim (tests shorten it); null or
@@ -63,7 +72,14 @@ export interface AgentOptions {
   logger?: Logger;
 }
 
-export type AgentOutcome = "exited" | "checkpointed" | "checkpoint-failed" | "restore-failed" | "failed";
+export type AgentOutcome =
+  | "exited"
+  | "checkpointed"
+  // Interrupted with snapshots disabled: the task was stopped, not checkpointed (exit 176).
+  | "interrupted"
+  | "checkpoint-failed"
+  | "restore-failed"
+  | "failed";
 
 export interface AgentResult {
   // The agent process's exit code (docs/exit-codes.md).
@@ -76,4 +92,21 @@ export interface AgentResult {
   // Checkpoints committed by this agent, in order.
   checkpoints: CheckpointResult[];
   error?: AgentError;
+}
+
+// The agent options a compute environment file sets (`snapctl agent run --compute-env`):
+// spread them first, then the command line's own flags over them.
+export function agentOptionsFromComputeEnvironment(
+  env: ComputeEnvironment,
+): Pick<
+  AgentOptions,
+  "snapshots" | "checkpointIntervalMs" | "noticeWindowMs" | "imdsPollIntervalMs" | "keepGenerations"
+> {
+  return {
+    snapshots: env.snapshots.enabled,
+    checkpointIntervalMs: env.snapshots.intervalMs,
+    noticeWindowMs: env.agent.noticeWindowMs,
+    imdsPollIntervalMs: env.agent.imdsPollIntervalMs,
+    keepGenerations: env.agent.keepGenerations,
+  };
 }

@@ -1,4 +1,9 @@
-export type { AgentOptions, AgentOutcome, AgentResult } from "./agent-options.js";
+export {
+  type AgentOptions,
+  type AgentOutcome,
+  type AgentResult,
+  agentOptionsFromComputeEnvironment,
+} from "./agent-options.js";
 export type { EngineBinding, EngineContext } from "./engine-binding.js";
 export { taskExitCode } from "./exit-code.js";
 export { runAgent } from "./run-agent.js";

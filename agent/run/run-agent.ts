@@ -33,6 +33,9 @@ const ARCH = process.arch === "arm64" ? "arm64" : "x86_64";
 // After a failed checkpoint, how long to wait for news that the task itself ended (a dump
 // fails when its task exits under it, and that is an exit, not a checkpoint failure).
 const EXIT_GRACE_MS = 3_000;
+// With snapshots disabled, a task under a spot notice runs until this long before the
+// reclaim, then is stopped (its files flushed, its events sent before the machine goes).
+const STOP_MARGIN_MS = 10_000;
 
 // Runs one task under the agent: `snapctl agent run`. Never calls process.exit; the
 // result's exitCode is what the process should exit with.
@@ -52,6 +55,7 @@ class Agent {
   private ownClient = false;
   private outbox: EventOutbox | undefined;
   private events!: TaskEventFactory;
+  private instanceId = "";
   private watcher: ImdsWatcher | undefined;
   private mount: FusionMount | undefined;
   private engine!: SnapshotEngineLike;
@@ -60,6 +64,15 @@ class Agent {
   private timer: NodeJS.Timeout | undefined;
   private finishing = false;
   private state = "starting";
+  private readonly snapshots: boolean;
+  // The task's run time: on this instance since runStartedAt (until taskEndedAt), plus
+  // what it ran before its restore (from the snapshot's manifest).
+  private runStartedAt: number | undefined;
+  private taskEndedAt: number | undefined;
+  private runtimeBeforeMs = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  // Cuts short the wait for the reclaim (snapshots disabled) when SIGTERM comes meanwhile.
+  private stopNow: (() => void) | undefined;
 
   constructor(options: AgentOptions) {
     this.o = options;
@@ -73,6 +86,15 @@ class Agent {
       throw new AgentError(
         "AGENT_INVALID_OPTION",
         `Snapshot generation ${options.generation} is not a whole number`,
+      );
+    this.snapshots = options.snapshots !== false;
+    if (
+      options.heartbeatIntervalMs !== undefined &&
+      !(Number.isFinite(options.heartbeatIntervalMs) && options.heartbeatIntervalMs >= 0)
+    )
+      throw new AgentError(
+        "AGENT_INVALID_OPTION",
+        `Heartbeat interval ${options.heartbeatIntervalMs} is not a duration in ms`,
       );
     this.policy = new CheckpointPolicy({
       ...options.policy,
@@ -137,6 +159,7 @@ class Agent {
     });
     this.watcher = watcher;
     const instanceId = o.instanceId ?? (await this.lookUpInstanceId(watcher));
+    this.instanceId = instanceId;
     this.events = new TaskEventFactory({
       taskId: o.taskId,
       instanceId,
@@ -146,7 +169,7 @@ class Agent {
       const deadline = o.noticeWindowMs ? notice.seenAt + o.noticeWindowMs : notice.deadline;
       this.interrupt(`spot-${notice.action}`, deadline);
     });
-    watcher.on("rebalance", () => this.box.push({ kind: "rebalance" }));
+    if (this.snapshots) watcher.on("rebalance", () => this.box.push({ kind: "rebalance" }));
     watcher.start();
 
     this.client = o.client ?? createS3Client();
@@ -178,11 +201,15 @@ class Agent {
     const o = this.o;
     const spec = this.taskSpec();
     let latest: { generation: number } | undefined;
+    // Snapshots disabled: the task starts fresh unless a restore is asked for explicitly.
+    const lookUp = this.snapshots || o.restore === true || o.generation !== undefined;
     try {
       latest =
         o.generation !== undefined
           ? { generation: o.generation }
-          : await this.engine.latest({ signal: o.signal });
+          : lookUp
+            ? await this.engine.latest({ signal: o.signal })
+            : undefined;
     } catch (err) {
       return await this.restoreFailed(
         new AgentError(
@@ -192,19 +219,14 @@ class Agent {
         ),
       );
     }
-    if (latest === undefined && o.restore) {
-      return await this.restoreFailed(
-        new AgentError(
-          "AGENT_NO_SNAPSHOT",
-          `Task "${o.taskId}" has no committed snapshot in ${o.workDir} to restore`,
-        ),
-      );
-    }
-    if (latest !== undefined) {
+    // No snapshot but --restore: the engine's restore says why (e.g. the task finished and
+    // its images were removed), and a snapshot committed since the lookup is still used.
+    if (latest !== undefined || o.restore) {
       this.state = "restoring";
       try {
         const restored = await this.engine.restore(spec, { generation: o.generation, signal: o.signal });
-        this.adopt(restored.task);
+        const before = (restored as { runtimeBeforeMs?: unknown }).runtimeBeforeMs;
+        this.adopt(restored.task, typeof before === "number" && before >= 0 ? before : 0);
         this.restored = { generation: restored.generation, resumeMs: restored.resumeMs };
         this.logger.info(
           { generation: restored.generation, resumeMs: restored.resumeMs, skipped: restored.skipped },
@@ -218,6 +240,14 @@ class Agent {
         });
         return undefined;
       } catch (err) {
+        if (latest === undefined)
+          return await this.restoreFailed(
+            new AgentError(
+              "AGENT_NO_SNAPSHOT",
+              `Task "${o.taskId}" has no committed snapshot in ${o.workDir} to restore: ${(err as Error).message}`,
+              { cause: err },
+            ),
+          );
         return await this.restoreFailed(
           new AgentError(
             "AGENT_RESTORE_FAILED",
@@ -257,7 +287,12 @@ class Agent {
       const trigger = await this.box.next();
       this.disarmTimer();
       if (trigger.kind === "exit") return await this.finishExited(trigger.exit);
-      if (trigger.kind === "interrupt") return await this.finishInterrupted(trigger.reason, trigger.deadline);
+      if (trigger.kind === "interrupt")
+        return this.snapshots
+          ? await this.finishInterrupted(trigger.reason, trigger.deadline)
+          : await this.finishUncheckpointed(trigger.reason, trigger.deadline);
+      // Snapshots disabled: nothing else is pushed, but a stray trigger is no checkpoint.
+      if (!this.snapshots) continue;
       const waiting = [trigger, ...this.box.drainCheckpoints()];
       const reason = waiting.some((t) => t.kind === "manual")
         ? "manual"
@@ -314,6 +349,41 @@ class Agent {
     }
   }
 
+  // Snapshots disabled, and an interruption: no checkpoint. Under a spot notice the task
+  // runs on (it may still finish) until STOP_MARGIN_MS before the reclaim or a SIGTERM;
+  // then it is stopped: "interrupted, not checkpointed" (176), which the controller re-runs
+  // from scratch. Only "interrupted" is reported: the task did not fail.
+  private async finishUncheckpointed(reason: string, deadline: number | undefined): Promise<AgentResult> {
+    this.finishing = true;
+    this.box.rejectAll(
+      new AgentError("AGENT_BUSY", `The agent of task "${this.o.taskId}" is stopping (${reason})`),
+    );
+    if (deadline !== undefined && this.task && !this.taskEnded) {
+      const waitMs = Math.max(0, deadline - STOP_MARGIN_MS - Date.now());
+      this.logger.warn(
+        { reason, deadline, waitMs },
+        "interrupted with snapshots disabled: the task runs on until shortly before the reclaim",
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const stop = new Promise<undefined>((resolve) => {
+        this.stopNow = () => resolve(undefined);
+        timer = setTimeout(() => resolve(undefined), waitMs);
+      });
+      const exit = await Promise.race([this.task.exited.catch(() => undefined), stop]);
+      clearTimeout(timer);
+      this.stopNow = undefined;
+      if (exit && !this.task.checkpointed) return await this.finishExited(exit);
+    }
+    // It may have ended on its own just now: that is its exit, not an interruption.
+    if (this.taskEnded) return await this.finishExited(this.taskEnded);
+    this.logger.warn({ reason }, "interrupted with snapshots disabled: stopping the task, no checkpoint");
+    await this.report("interrupted", { reason, checkpointed: false, ...(deadline ? { deadline } : {}) });
+    await this.stopTask();
+    this.state = "stopped";
+    await this.flushFiles();
+    return this.result(ExitCode.checkpointFailed, "interrupted");
+  }
+
   // The task ended on its own: its images go, its files are flushed, its code is ours.
   private async finishExited(exit: TaskExit): Promise<AgentResult> {
     this.finishing = true;
@@ -321,8 +391,10 @@ class Agent {
     this.box.rejectAll(new AgentError("AGENT_BUSY", `Task "${this.o.taskId}" has exited`));
     const code = taskExitCode(exit);
     this.logger.info({ exit, code }, "task exited");
+    // Recorded in the snapshot area's finished marker (engines that know it).
+    const cleanupOptions = { signal: this.o.signal, detail: { exitCode: code, instanceId: this.instanceId } };
     await this.engine
-      .cleanup({ signal: this.o.signal })
+      .cleanup(cleanupOptions)
       .catch((err: unknown) =>
         this.logger.warn({ err }, "cannot remove the task's snapshot images; they stay until the next GC"),
       );
@@ -396,18 +468,23 @@ class Agent {
     }
   }
 
-  private adopt(task: RunningTask): void {
+  private adopt(task: RunningTask, runtimeBeforeMs = 0): void {
     this.task = task;
     this.state = "running";
+    this.runtimeBeforeMs = runtimeBeforeMs;
+    this.runStartedAt = Date.now();
     this.policy.taskStarted();
+    this.startHeartbeat();
     task.exited.then(
       (exit) => {
+        this.taskEndedAt ??= Date.now();
         this.taskEnded = exit;
         // A final checkpoint stops the task on purpose: that is not the task's own exit.
         if (!task.checkpointed) this.box.push({ kind: "exit", exit });
       },
       (err: unknown) => {
         this.logger.error({ err }, "cannot tell how the task ended");
+        this.taskEndedAt ??= Date.now();
         const exit = { exitCode: null, signal: "SIGKILL" };
         this.taskEnded = exit;
         this.box.push({ kind: "exit", exit });
@@ -439,6 +516,12 @@ class Agent {
   }
 
   private interrupt(reason: string, deadline: number | undefined): void {
+    // Waiting for the reclaim (snapshots disabled): SIGTERM means now.
+    if (this.stopNow && deadline === undefined) {
+      this.logger.info({ reason }, "stopping the task now");
+      this.stopNow();
+      return;
+    }
     if (this.finishing) {
       this.logger.info({ reason }, "already stopping; interruption noted");
       return;
@@ -447,6 +530,13 @@ class Agent {
   }
 
   private manualCheckpoint(): Promise<Record<string, unknown>> {
+    if (!this.snapshots)
+      return Promise.reject(
+        new AgentError(
+          "AGENT_SNAPSHOTS_DISABLED",
+          `Snapshots are disabled for task "${this.o.taskId}" (compute environment snapshots.enabled: false)`,
+        ),
+      );
     if (this.finishing || this.state === "starting" || this.state === "restoring")
       return Promise.reject(
         new AgentError("AGENT_BUSY", `Task "${this.o.taskId}" cannot be checkpointed now (${this.state})`),
@@ -465,15 +555,18 @@ class Agent {
       taskId: this.o.taskId,
       state: this.state,
       pid: this.task?.pid,
+      snapshots: this.snapshots,
       checkpoints: this.checkpoints.length,
       lastGeneration: this.checkpoints.at(-1)?.generation,
-      next: this.o.checkpoints === false ? undefined : this.policy.next(),
+      computeMs: this.computeMs(),
+      runtimeMs: this.runtimeMs(),
+      next: this.o.checkpoints === false || !this.snapshots ? undefined : this.policy.next(),
       events: this.outbox?.stats,
     };
   }
 
   private async armTimer(): Promise<void> {
-    if (this.o.checkpoints === false || this.finishing) return;
+    if (this.o.checkpoints === false || !this.snapshots || this.finishing) return;
     // Before the first dump, the task's memory is what a final dump would have to move.
     if (this.checkpoints.length === 0 && this.task)
       this.policy.setTaskBytes(await treeResidentBytes(this.task.pid));
@@ -499,11 +592,38 @@ class Agent {
       .catch((err: unknown) => this.logger.error({ err }, "cannot flush the task's files"));
   }
 
+  // How long the task has run on this instance (frozen once it ended), in whole ms: the
+  // events' computeMs, which the registry keeps per instance and sums.
+  private computeMs(now = Date.now()): number | undefined {
+    if (this.runStartedAt === undefined) return undefined;
+    return Math.max(0, Math.round((this.taskEndedAt ?? now) - this.runStartedAt));
+  }
+
+  // The task's accumulated run time, earlier instances included (what a re-run would redo).
+  private runtimeMs(now = Date.now()): number | undefined {
+    const here = this.computeMs(now);
+    return here === undefined ? undefined : Math.round(this.runtimeBeforeMs) + here;
+  }
+
+  private startHeartbeat(): void {
+    const every = this.o.heartbeatIntervalMs ?? 30_000;
+    if (every <= 0 || this.heartbeat) return;
+    this.heartbeat = setInterval(() => {
+      if (this.finishing || this.taskEnded) return;
+      const now = Date.now();
+      void this.report("heartbeat", { runtimeMs: this.runtimeMs(now), state: this.state }, now);
+    }, every);
+    this.heartbeat.unref();
+  }
+
   // Publishes an event; the outbox only needs the local disk, so this never waits for Redis.
-  private async report(type: TaskEventType, extra: Record<string, unknown>): Promise<void> {
+  // Once the task runs, every event carries its computeMs on this instance.
+  private async report(type: TaskEventType, extra: Record<string, unknown>, now = Date.now()): Promise<void> {
     if (!this.outbox || !this.events) return;
+    const computeMs = this.computeMs(now);
+    const fields = computeMs === undefined ? extra : { computeMs, ...extra };
     // biome-ignore lint/suspicious/noExplicitAny: the factory checks each type's own fields.
-    const event = this.events.make(type, extra as any);
+    const event = this.events.make(type, fields as any);
     await this.outbox.publish(event).catch((err: unknown) => this.logger.error({ err, event }, "event lost"));
   }
 
@@ -561,6 +681,7 @@ class Agent {
   private async tearDown(): Promise<void> {
     this.finishing = true;
     this.disarmTimer();
+    clearInterval(this.heartbeat);
     this.box.rejectAll(new AgentError("AGENT_BUSY", `The agent of task "${this.o.taskId}" has stopped`));
     for (const cleanup of this.cleanups.reverse()) {
       try {

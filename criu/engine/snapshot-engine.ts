@@ -294,13 +294,15 @@ export class SnapshotEngine implements SnapshotEngineLike {
       }
     }
     for (let i = 0; i < keys.length; i += 1000) {
-      await this.options.client.send(
-        new DeleteObjectsCommand({
-          Bucket: this.options.bucket,
-          Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) },
-        }),
-        { abortSignal: signal },
-      );
+      const batch = new DeleteObjectsCommand({
+        Bucket: this.options.bucket,
+        Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) },
+      });
+      // Once more on failure: a batch may fail half done (s3rver answers 500 when a
+      // concurrent request removed a folder it was cleaning up).
+      await this.options.client
+        .send(batch, { abortSignal: signal })
+        .catch(() => this.options.client.send(batch, { abortSignal: signal }));
     }
   }
 

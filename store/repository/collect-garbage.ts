@@ -142,6 +142,9 @@ export interface RetireReport {
   // writer uploaded them after this task's last commit (young, see the docs).
   chunksKeptShared: number;
   chunksKeptYoung: number;
+  // Why the chunk sweep did not finish, if it did not: the manifests are retired all the
+  // same, and the chunks left behind are unreferenced, so any later GC removes them.
+  sweepError?: string;
 }
 
 // The marker `<root><task>/finished.json`: the task ended on its own and its memory images
@@ -195,6 +198,27 @@ export async function retireTask(
     await repo.deleteGeneration(generation, { signal });
   }
 
+  try {
+    await sweepRetired(repo, ours, lastCommitAt, report, signal);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    report.sweepError = (err as Error).message;
+    repo.logger.warn(
+      { task: repo.task, err },
+      "finished task's chunks not all deleted; the next GC removes them",
+    );
+  }
+  repo.logger.info({ task: repo.task, ...report }, "finished task's snapshot images removed");
+  return report;
+}
+
+async function sweepRetired(
+  repo: SnapshotRepository,
+  ours: Set<string>,
+  lastCommitAt: number,
+  report: RetireReport,
+  signal?: AbortSignal,
+): Promise<void> {
   const graceMs = repo.gcGraceMs;
   const now = repo.clock();
   const candidates: { hash: string; size: number }[] = [];
@@ -215,15 +239,16 @@ export async function retireTask(
   const again = await referencedChunks(repo, new Set(), signal);
   const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
   report.chunksKeptShared += candidates.length - doomed.length;
-  if (doomed.length > 0)
-    await repo.store.deleteChunks(
-      doomed.map((c) => c.hash),
-      { signal },
-    );
+  const hashes = doomed.map((c) => c.hash);
+  // A failed batch may have been partly done (s3rver answers 500 when a concurrent request
+  // removed a folder it was cleaning up): once more, for what is left.
+  if (hashes.length > 0)
+    await repo.store.deleteChunks(hashes, { signal }).catch(async (err: unknown) => {
+      if (signal?.aborted) throw err;
+      await repo.store.deleteChunks(hashes, { signal });
+    });
   report.chunksDeleted = doomed.length;
   report.bytesFreed = doomed.reduce((n, c) => n + c.size, 0);
-  repo.logger.info({ task: repo.task, ...report }, "finished task's snapshot images removed");
-  return report;
 }
 
 async function putJson(

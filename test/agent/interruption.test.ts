@@ -1,6 +1,7 @@
 // The end-to-end test: real agents (child processes running snapctl), the real
 // snapshot engine and CRIU, s3rver, redis-server and the IMDS emulator.
 import { join } from "node:path";
+import { ListObjectsCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sendControlRequest } from "../../agent/index.js";
 import { ExitCode } from "../../cli/exit-codes.js";
@@ -27,6 +28,11 @@ interface Outcome {
     bytesUploaded: number;
   }>;
   error?: { code: string; message: string };
+}
+
+async function listKeys(f: AgentFixture, prefix: string): Promise<string[]> {
+  const r = await f.client.send(new ListObjectsCommand({ Bucket: "work", Prefix: prefix }));
+  return (r.Contents ?? []).map((o) => o.Key as string).sort();
 }
 
 const outcomeOf = (stdout: unknown) =>
@@ -125,7 +131,8 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
     );
     expect(await f.getText("jobs/int/.command.out")).toBe(task.expected);
 
-    const events = (await f.events()).filter((e) => e.taskId === "t-int");
+    // Heartbeats (every 30 s by default) may come on a slow run: not part of the story.
+    const events = (await f.events()).filter((e) => e.taskId === "t-int" && e.type !== "heartbeat");
     expect(events.map((e) => e.type)).toEqual([
       "started",
       "checkpoint-started",
@@ -178,7 +185,22 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
     });
     expect(rb.exitCode, String(rb.stderr)).toBe(0);
     expect(await f.getText("jobs/term/.command.out")).toBe(task.expected);
-    const types = (await f.events()).filter((e) => e.taskId === "t-term").map((e) => e.type);
+    // The task ended on its own: its memory images are gone, its manifest kept as a record.
+    expect(await listKeys(f, "jobs/term/.snapshots/")).toEqual([
+      "jobs/term/.snapshots/t-term/finished.json",
+      "jobs/term/.snapshots/t-term/retired/000001.json",
+    ]);
+    const again = await f.agent([...common, "--cache-dir", join(f.dir, "cache-e"), "--restore"], {
+      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+    });
+    expect(again.exitCode).toBe(ExitCode.restoreFailed);
+    expect(outcomeOf(again.stdout).error).toMatchObject({ code: "AGENT_NO_SNAPSHOT" });
+    expect(outcomeOf(again.stdout).error?.message).toMatch(
+      /finished at .* cleanup removed its memory images/,
+    );
+    const types = (await f.events())
+      .filter((e) => e.taskId === "t-term" && e.type !== "heartbeat")
+      .map((e) => e.type);
     expect(types).toEqual([
       "started",
       "interrupted",
@@ -186,6 +208,8 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
       "checkpoint-committed",
       "restored",
       "succeeded",
+      // The last agent's restore, refused.
+      "failed",
     ]);
   });
 });
