@@ -10,7 +10,9 @@ const base = {
   instanceId: z.string().min(1).max(200),
   // When it happened on the agent, in ms since the epoch.
   at: z.number().int().nonnegative(),
-  // CPU time the task has used on this instance so far (monotonic per instance), in ms.
+  // Compute time the task has used on this instance so far (monotonic per instance), in ms:
+  // the agent sends its run time here (wall time since its start or restore on this
+  // instance). The registry keeps the largest per instance and sums the instances.
   computeMs: z.number().int().nonnegative().optional(),
 };
 
