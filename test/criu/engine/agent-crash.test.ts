@@ -109,7 +109,7 @@ describe.skipIf(!haveCc())("snapshot engine: the agent process killed -9 mid-dum
       );
       const events: Array<{ event: string; pid?: number; generation?: number }> = [];
       let buf = "";
-      agent.stdout.setEncoding("utf8").on("data", (d: string) => {
+      agent.stdout?.setEncoding("utf8").on("data", (d: string) => {
         buf += d;
         for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
           events.push(JSON.parse(buf.slice(0, i)));
