@@ -237,10 +237,11 @@ class Agent {
           resumeMs: Math.round(restored.resumeMs),
           skipped: restored.skipped,
           lazy: restored.lazy,
+          runtimeMs: this.runtimeMs(),
         });
         return undefined;
       } catch (err) {
-        if (latest === undefined)
+        if (latest === undefined && (err as { code?: unknown })?.code === "CRIU_NO_SNAPSHOT")
           return await this.restoreFailed(
             new AgentError(
               "AGENT_NO_SNAPSHOT",
