@@ -610,7 +610,9 @@ class Agent {
     const every = this.o.heartbeatIntervalMs ?? 30_000;
     if (every <= 0 || this.heartbeat) return;
     this.heartbeat = setInterval(() => {
-      if (this.finishing || this.taskEnded) return;
+      // While the task runs: also while the agent is stopping (a final checkpoint, or the
+      // wait for the reclaim with snapshots disabled).
+      if (this.taskEnded) return;
       const now = Date.now();
       void this.report("heartbeat", { runtimeMs: this.runtimeMs(now), state: this.state }, now);
     }, every);

@@ -160,13 +160,18 @@ describe("agent with snapshots disabled in the compute environment", () => {
       await options(id, {
         // 60 s to the reclaim: the agent lets the task run for 50 s more.
         noticeWindowMs: 60_000,
-        command: ["sh", "-c", "i=0; while [ $i -lt 20 ]; do i=$((i+1)); sleep 0.1; done; echo done; exit 0"],
+        command: ["sh", "-c", "i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done; echo done; exit 0"],
       }),
     );
     await running(id);
+    const noticeAt = Date.now();
     imds?.scheduleInterruption({ in: 60 });
     const result = await run;
     expect(result.exitCode, result.error?.message).toBe(0);
+    // The task ran on after the notice, and its heartbeats went on.
+    const all = await events(id);
+    const succeededAt = all.find((e) => e.type === "succeeded")?.at as number;
+    expect(all.some((e) => e.type === "heartbeat" && e.at > noticeAt + 300 && e.at < succeededAt)).toBe(true);
     expect(result.outcome).toBe("exited");
     expect(await f.getText(`jobs/${id}/.command.out`)).toBe("done\n");
     expect(await types(id)).toEqual(["started", "succeeded"]);
