@@ -1,7 +1,14 @@
 // Public entry of the snapshot store: content-addressed chunks and manifests in S3.
 
 export type { ChunkReaderImpl as StoreChunkReader, ChunkReaderOptions } from "./chunk/chunk-reader.js";
-export { ChunkStore, type ChunkStoreOptions, DEFAULT_CHUNK_SIZE } from "./chunk/chunk-store.js";
+export {
+  ChunkStore,
+  type ChunkStoreOptions,
+  DEFAULT_CHUNK_SIZE,
+  packRuns,
+  spanRuns,
+  type StagedChunk,
+} from "./chunk/chunk-store.js";
 export type { ChunkWriterImpl as StoreChunkWriter, ChunkWriterOptions } from "./chunk/chunk-writer.js";
 export { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "./errors.js";
 export { downloadImageDir, type ImageDirOptions, uploadImageDir } from "./images/image-dir.js";

@@ -7,8 +7,13 @@ export interface ChunkRef {
   hash: string;
   // Uncompressed size in bytes.
   size: number;
-  // Bytes stored in S3 (after compression).
+  // Bytes stored in S3 (after compression, header included).
   stored: number;
+  // Where the chunk is stored when it is not its own object: the id of a pack object
+  // (64 hex digits, stored under the chunk prefix like a chunk) and the byte offset of the
+  // chunk's stored bytes in it. Absent: the chunk is the object named by its hash.
+  pack?: string;
+  offset?: number;
 }
 
 // A file stored as chunks: its bytes are the concatenation of its chunks, in order.

@@ -3,6 +3,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { Agent as HttpAgent } from "node:http";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
+import { createLogger } from "../../common/log.js";
 import {
   createSnapshotStore,
   type RunningTask,
@@ -66,7 +67,14 @@ async function newMachine(context: BenchContext, root: string, name: string): Pr
     responseChecksumValidation: "WHEN_REQUIRED",
     requestHandler: { httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }) },
   });
-  const store = createSnapshotStore({ client, bucket: endpoint.bucket, workPrefix: root });
+  const chunkKiB = Number(process.env.SNAPBENCH_CHUNK_KIB ?? 0);
+  const store = createSnapshotStore({
+    client,
+    bucket: endpoint.bucket,
+    workPrefix: root,
+    // SNAPBENCH_CHUNK_KIB: another chunk size than the store's default (for measuring it).
+    ...(chunkKiB > 0 ? { chunkSize: chunkKiB * 1024 } : {}),
+  });
   let mount: FusionMount | undefined;
   try {
     mount = await mountFusion({
@@ -84,6 +92,10 @@ async function newMachine(context: BenchContext, root: string, name: string): Pr
       taskId: TASK_ID,
       store,
       workDir: join(dir, "engine"),
+      // SNAPBENCH_ENGINE_LOG=debug|info: the engine's log (phases of each restore) on stderr.
+      ...(process.env.SNAPBENCH_ENGINE_LOG
+        ? { logger: createLogger("bench-engine", process.env.SNAPBENCH_ENGINE_LOG) }
+        : {}),
     });
     return { client, store, mount, engine, dir };
   } catch (error) {

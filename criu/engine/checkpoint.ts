@@ -47,6 +47,12 @@ export async function checkpointTask(
   const features = await detectCriuFeatures({ signal });
   const parentGeneration = (await ctx.repo.latest({ signal })) ?? null;
   const generation = (parentGeneration ?? 0) + 1;
+  // Chunks in packs are deduplicated only against what the store knows of: on a machine
+  // that has not written the parent (a restore elsewhere), learn it from its manifest.
+  if (parentGeneration !== null && ctx.store.knownPackedChunks === 0) {
+    const parent = await ctx.repo.load(parentGeneration, { signal }).catch(() => undefined);
+    if (parent) ctx.store.learn(Object.values(parent.images));
+  }
   const keyPrefix = imagesKeyPrefix(ctx.layout, target.spec.id, generation);
   const logDir = join(ctx.workDir, `dump-${generation}`);
   await rm(logDir, { recursive: true, force: true });

@@ -123,6 +123,9 @@ export async function restoreTask(
       pidfile,
       ...tcpArgs(ctx.tcpMode),
       "--file-locks",
+      // Anonymous private memory is not copied in but registered with userfaultfd and
+      // served by the lazy-pages daemon on first touch (and streamed in the background).
+      ...(lazy ? ["--lazy-pages"] : []),
     ],
     { logFile, reject: false },
   );

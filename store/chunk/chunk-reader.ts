@@ -15,6 +15,8 @@ export class ChunkReaderImpl implements ChunkReader {
   private readonly starts: number[];
   private readonly readAhead: number;
   private nextSequential = -1;
+  // Chunks before this index have been asked for by read-ahead.
+  private prefetchedUntil = 0;
   private closed = false;
 
   constructor(
@@ -59,10 +61,13 @@ export class ChunkReaderImpl implements ChunkReader {
         this.store.loadChunk(this.file.chunks[i] as (typeof this.file.chunks)[number], options.signal),
       );
     }
-    if (sequential || offset === 0) {
-      for (let i = last + 1; i <= last + this.readAhead && i < this.file.chunks.length; i++) {
-        this.store.prefetch(this.file.chunks[i] as (typeof this.file.chunks)[number]);
-      }
+    // Read-ahead in batches (a new one when half the window is consumed), so that chunks
+    // lying next to each other in a pack come in one ranged GET.
+    if ((sequential || offset === 0) && this.prefetchedUntil <= last + Math.ceil(this.readAhead / 2)) {
+      const from = Math.max(this.prefetchedUntil, last + 1);
+      const to = Math.min(last + 1 + this.readAhead, this.file.chunks.length);
+      if (from < to) this.store.prefetchRun(this.file.chunks.slice(from, to));
+      this.prefetchedUntil = Math.max(this.prefetchedUntil, to);
     }
     // At most last-first+1 promises, and the store's download limit bounds the GETs.
     const chunks = await Promise.all(loads);

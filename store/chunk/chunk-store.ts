@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -55,9 +56,44 @@ export interface ChunkStoreOptions {
   // Chunks fetched ahead of a sequential reader. Default 16 (4 MiB at 256 KiB chunks):
   // with ~20 ms per GET, fewer leave a sequential restore latency-bound.
   readAheadChunks?: number;
+  // Pack new chunks into objects of about this many stored bytes instead of one object per
+  // chunk (0: one object per chunk, the schema-1 layout). A request per chunk is what
+  // limits an S3 endpoint (and what S3 bills); packs turn thousands of small PUTs into a
+  // few large ones. Default 0 here; createSnapshotStore (criu/) uses 8 MiB.
+  packSize?: number;
+  // Packs sealed and not yet uploaded, at most (writers wait above it). Default:
+  // uploadConcurrency + 2.
+  maxPacksInFlight?: number;
   // Cancels every operation of the store (each call may also take its own signal).
   signal?: AbortSignal;
   logger?: Logger;
+}
+
+// Where a chunk staged into a pack lives, and when that pack is durable in S3.
+interface PackedChunk {
+  pack: string;
+  offset: number;
+  stored: number;
+  durable: Promise<void>;
+}
+
+// The pack being filled: stored chunk bytes appended in order.
+interface OpenPack {
+  id: string;
+  parts: Buffer[];
+  bytes: number;
+  durable: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  hashes: string[];
+}
+
+// What putIfAbsent did with a chunk, and where the chunk now is.
+export interface StagedChunk {
+  uploaded: boolean;
+  ref: ChunkRef;
+  // Resolves when the chunk is durable in S3 (at once for a chunk the store already had).
+  durable: Promise<void>;
 }
 
 // The content-addressed chunk store: writers cut files into chunks, hash and compress them
@@ -82,6 +118,13 @@ export class ChunkStore implements ChunkStoreLike {
   private readonly uploading = new Map<string, Promise<void>>();
   // Chunks this process uploaded or saw with HEAD (as opposed to known only from the listing).
   private readonly confirmed = new Set<string>();
+  readonly packSize: number;
+  private readonly maxPacksInFlight: number;
+  // Chunks known to be in packs (written by this process, or learnt from manifests).
+  private readonly packed = new Map<string, PackedChunk>();
+  private open: OpenPack | undefined;
+  private packsInFlight = 0;
+  private packWaiters: (() => void)[] = [];
   private closed = false;
 
   constructor(options: ChunkStoreOptions) {
@@ -111,6 +154,8 @@ export class ChunkStore implements ChunkStoreLike {
     });
     this.index = new ChunkIndex(this.client, this.bucket, this.prefix);
     this.uploadLimit = pLimit(options.uploadConcurrency ?? 8);
+    this.packSize = options.packSize ?? 0;
+    this.maxPacksInFlight = options.maxPacksInFlight ?? (options.uploadConcurrency ?? 8) + 2;
     this.downloadLimit = pLimit(options.downloadConcurrency ?? 16);
     this.cache = new LRUCache<string, Buffer>({
       maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
@@ -155,10 +200,166 @@ export class ChunkStore implements ChunkStoreLike {
     return this.pool.encode(buffer, length, this.combine(signal));
   }
 
-  // Uploads an encoded chunk unless the store has it. Returns whether it was uploaded.
-  async putIfAbsent(chunk: EncodedChunk, size: number, signal?: AbortSignal): Promise<boolean> {
+  // Stores an encoded chunk unless the store has it: as an object of its own, or appended
+  // to the open pack (durable once that pack is uploaded; flush() seals it early).
+  async putIfAbsent(chunk: EncodedChunk, size: number, signal?: AbortSignal): Promise<StagedChunk> {
     const s = this.combine(signal);
     await this.index.ready({ signal: s });
+    const plain = { hash: chunk.hash, size, stored: chunk.object.length };
+    const known = this.packed.get(chunk.hash);
+    if (known) {
+      return {
+        uploaded: false,
+        ref: { hash: chunk.hash, size, stored: known.stored, pack: known.pack, offset: known.offset },
+        durable: known.durable,
+      };
+    }
+    if (this.index.has(chunk.hash) || this.uploading.has(chunk.hash) || this.packSize <= 0) {
+      const uploaded = await this.putObject(chunk, size, s);
+      return { uploaded, ref: plain, durable: Promise.resolve() };
+    }
+    writeChunkHeader(chunk.object, { codec: chunk.codec, size });
+    let open = this.open;
+    if (!open) {
+      await this.waitForPackRoom(s);
+      // Another writer may have opened a pack, or staged this chunk, while we waited.
+      const again = this.packed.get(chunk.hash);
+      if (again) {
+        return {
+          uploaded: false,
+          ref: { hash: chunk.hash, size, stored: again.stored, pack: again.pack, offset: again.offset },
+          durable: again.durable,
+        };
+      }
+      open = this.open ?? this.openPack();
+    }
+    const offset = open.bytes;
+    open.parts.push(chunk.object);
+    open.bytes += chunk.object.length;
+    open.hashes.push(chunk.hash);
+    const entry = { pack: open.id, offset, stored: chunk.object.length, durable: open.durable };
+    this.packed.set(chunk.hash, entry);
+    if (open.bytes >= this.packSize) this.seal();
+    return { uploaded: true, ref: { ...plain, pack: open.id, offset }, durable: open.durable };
+  }
+
+  // Seals the open pack (if any) so that it uploads now rather than when full.
+  flush(): void {
+    if (this.open && this.open.bytes > 0) this.seal();
+  }
+
+  // Records where the chunks of `files` are stored (a parent snapshot's manifest), so that
+  // writers deduplicate against chunks in packs, which the chunk listing cannot name.
+  learn(files: Iterable<{ chunks: ChunkRef[] }>): void {
+    for (const file of files) {
+      for (const ref of file.chunks) {
+        if (ref.pack === undefined || ref.offset === undefined || this.packed.has(ref.hash)) continue;
+        this.packed.set(ref.hash, {
+          pack: ref.pack,
+          offset: ref.offset,
+          stored: ref.stored,
+          durable: Promise.resolve(),
+        });
+      }
+    }
+  }
+
+  // Chunks known to be in packs.
+  get knownPackedChunks(): number {
+    return this.packed.size;
+  }
+
+  private openPack(): OpenPack {
+    let resolve = () => {};
+    let reject: (err: unknown) => void = () => {};
+    const durable = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Writers await it; a failure nobody awaits must not be an unhandled rejection.
+    durable.catch(() => {});
+    const pack: OpenPack = {
+      id: randomBytes(32).toString("hex"),
+      parts: [],
+      bytes: 0,
+      durable,
+      resolve,
+      reject,
+      hashes: [],
+    };
+    this.open = pack;
+    return pack;
+  }
+
+  private seal(): void {
+    const pack = this.open;
+    if (!pack) return;
+    this.open = undefined;
+    this.packsInFlight++;
+    const body = Buffer.concat(pack.parts, pack.bytes);
+    pack.parts = [];
+    const key = this.keyOf(pack.id);
+    this.uploadLimit(async () => {
+      throwIfAborted(this.signal, `Upload of pack ${pack.id}`);
+      try {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            ContentType: "application/octet-stream",
+            Metadata: { "snap-pack": String(pack.hashes.length) },
+          }),
+          this.signal ? { abortSignal: this.signal } : {},
+        );
+      } catch (err) {
+        throw s3Error(
+          err,
+          `Upload of pack ${pack.id} (${pack.hashes.length} chunks) to s3://${this.bucket}/${key}`,
+          this.signal,
+        );
+      }
+    }).then(
+      () => {
+        this.index.add(pack.id);
+        this.confirmed.add(pack.id);
+        pack.resolve();
+        this.packDone();
+      },
+      (err: unknown) => {
+        // Its chunks are not in S3: forget them so that the next writer uploads them again.
+        for (const h of pack.hashes) if (this.packed.get(h)?.pack === pack.id) this.packed.delete(h);
+        pack.reject(err);
+        this.packDone();
+      },
+    );
+  }
+
+  private packDone(): void {
+    this.packsInFlight--;
+    const waiters = this.packWaiters;
+    this.packWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  // Waits until a new pack may be opened (sealed packs in flight under the bound).
+  private async waitForPackRoom(signal?: AbortSignal): Promise<void> {
+    while (this.packsInFlight >= this.maxPacksInFlight) {
+      throwIfAborted(signal, "Chunk upload");
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        this.packWaiters.push(done);
+        signal?.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+
+  // Uploads a chunk as an object of its own unless the store has it; whether it uploaded.
+  private async putObject(chunk: EncodedChunk, size: number, s?: AbortSignal): Promise<boolean> {
     if (this.index.has(chunk.hash)) return false;
     const pending = this.uploading.get(chunk.hash);
     if (pending) {
@@ -241,10 +442,82 @@ export class ChunkStore implements ChunkStoreLike {
     });
   }
 
+  // Loads chunks into the cache in the background in few ranged GETs: chunks stored back
+  // to back in one pack come in one request of up to `maxRunBytes` (several requests in
+  // parallel for a long window). A failure is left for the real read.
+  prefetchRun(refs: ChunkRef[], maxRunBytes = 1024 * 1024): void {
+    if (this.closed) return;
+    const wanted = refs.filter((r) => !this.cache.has(r.hash) && !this.loading.has(r.hash));
+    for (const run of packRuns(wanted, maxRunBytes)) {
+      if (run.length === 1) this.prefetch(run[0] as ChunkRef);
+      else this.loadRun(run);
+    }
+  }
+
+  // Fetches, decodes and verifies a run of chunks (one ranged GET when they lie back to
+  // back in a pack, see packRuns); without the cache, for bulk downloads.
+  async fetchRun(run: ChunkRef[], signal?: AbortSignal): Promise<Buffer[]> {
+    const first = run[0];
+    if (!first) return [];
+    if (run.length === 1) return [await this.fetchChunk(first, signal)];
+    const s = this.combine(signal);
+    const start = Math.min(...run.map((r) => r.offset as number));
+    const end = Math.max(...run.map((r) => (r.offset as number) + r.stored));
+    const span = { ...first, size: 0, offset: start, stored: end - start };
+    const all = await this.downloadLimit(() => this.download(span, s));
+    return await Promise.all(
+      run.map((ref) => {
+        const from = (ref.offset as number) - start;
+        return this.decodeVerified(ref, all.subarray(from, from + ref.stored), s);
+      }),
+    );
+  }
+
+  // One ranged GET for a run of adjacent chunks in a pack; each chunk decoded and verified
+  // on its own, and shared with concurrent readers through `loading`.
+  private loadRun(run: ChunkRef[]): void {
+    const first = run[0] as ChunkRef;
+    const last = run.at(-1) as ChunkRef;
+    const start = first.offset as number;
+    const span: ChunkRef = {
+      hash: first.hash,
+      size: 0,
+      stored: (last.offset as number) + last.stored - start,
+      pack: first.pack as string,
+      offset: start,
+    };
+    const bytes = this.downloadLimit(() => this.download(span, this.signal));
+    bytes.catch(() => {});
+    for (const ref of run) {
+      const p = bytes
+        .then((all) => {
+          const from = (ref.offset as number) - start;
+          return this.decodeVerified(ref, all.subarray(from, from + ref.stored), this.signal);
+        })
+        .then((data) => {
+          this.cache.set(ref.hash, data);
+          return data;
+        });
+      this.loading.set(ref.hash, p);
+      p.then(
+        () => this.loading.delete(ref.hash),
+        (err: unknown) => {
+          this.loading.delete(ref.hash);
+          this.logger.debug({ hash: ref.hash, err }, "chunk read-ahead failed");
+        },
+      );
+    }
+  }
+
   // Downloads, decodes and verifies chunk `ref` without the cache (used to verify snapshots).
   async fetchChunk(ref: ChunkRef, signal?: AbortSignal): Promise<Buffer> {
     const s = this.combine(signal);
-    const object = await this.downloadLimit(() => this.download(ref.hash, s));
+    const object = await this.downloadLimit(() => this.download(ref, s));
+    return await this.decodeVerified(ref, object, s);
+  }
+
+  // Decodes a chunk's stored bytes and checks them against its hash and size.
+  private async decodeVerified(ref: ChunkRef, object: Uint8Array, s?: AbortSignal): Promise<Buffer> {
     const header = readChunkHeader(object, ref.hash);
     let decoded: { hash: string; data: Buffer };
     try {
@@ -362,24 +635,103 @@ export class ChunkStore implements ChunkStoreLike {
     if (this.closed) throw new SnapshotError(SnapshotErrorCode.Closed, "The chunk store is closed");
   }
 
-  private async download(hash: string, signal?: AbortSignal): Promise<Uint8Array> {
-    const key = this.keyOf(hash);
+  private async download(ref: ChunkRef, signal?: AbortSignal): Promise<Uint8Array> {
+    const { hash } = ref;
+    const packed = ref.pack !== undefined && ref.offset !== undefined;
+    const key = this.keyOf(packed ? (ref.pack as string) : hash);
+    const where = packed ? `pack s3://${this.bucket}/${key} at ${ref.offset}` : `s3://${this.bucket}/${key}`;
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
-        abortSignal: signal,
-      });
+      const r = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(packed
+            ? { Range: `bytes=${ref.offset}-${(ref.offset as number) + Math.max(ref.stored, 1) - 1}` }
+            : {}),
+        }),
+        { abortSignal: signal },
+      );
       if (!r.Body) throw new Error("empty response body");
       return await r.Body.transformToByteArray();
     } catch (err) {
-      if (isNotFound(err)) {
-        this.index.delete(hash);
-        throw new SnapshotError(
-          SnapshotErrorCode.MissingChunk,
-          `Chunk ${hash} is missing from s3://${this.bucket}/${key}`,
-          { hash, cause: err },
-        );
+      if (isNotFound(err) || (packed && isRangeNotSatisfiable(err))) {
+        if (!packed) this.index.delete(hash);
+        throw new SnapshotError(SnapshotErrorCode.MissingChunk, `Chunk ${hash} is missing from ${where}`, {
+          hash,
+          cause: err,
+        });
       }
-      throw s3Error(err, `Download of chunk ${hash} from s3://${this.bucket}/${key}`, signal);
+      throw s3Error(err, `Download of chunk ${hash} from ${where}`, signal);
     }
   }
+}
+
+// S3's answer to a range past the end of an object (a pack shorter than its manifest says).
+function isRangeNotSatisfiable(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === "InvalidRange" || e.$metadata?.httpStatusCode === 416;
+}
+
+// Groups chunk references, in any order, into runs that one ranged GET each can fetch:
+// chunks of the same pack sorted by offset, with gaps of at most `maxGapBytes` between
+// them (fetched and thrown away: cheaper than another request) and at most `maxRunBytes`
+// per request. A chunk stored as its own object is a run by itself.
+export function spanRuns<T extends ChunkRef>(refs: T[], maxRunBytes: number, maxGapBytes: number): T[][] {
+  const runs: T[][] = [];
+  const byPack = new Map<string, T[]>();
+  for (const ref of refs) {
+    if (ref.pack === undefined || ref.offset === undefined) runs.push([ref]);
+    else {
+      const list = byPack.get(ref.pack) ?? [];
+      list.push(ref);
+      byPack.set(ref.pack, list);
+    }
+  }
+  for (const list of byPack.values()) {
+    list.sort((a, b) => (a.offset as number) - (b.offset as number));
+    let run: T[] = [];
+    let start = 0;
+    let end = 0;
+    for (const ref of list) {
+      const offset = ref.offset as number;
+      const fits =
+        run.length > 0 && offset - end <= maxGapBytes && offset + ref.stored - start <= maxRunBytes;
+      if (!fits) {
+        if (run.length > 0) runs.push(run);
+        run = [];
+        start = offset;
+        end = offset;
+      }
+      run.push(ref);
+      end = Math.max(end, offset + ref.stored);
+    }
+    if (run.length > 0) runs.push(run);
+  }
+  return runs;
+}
+
+// Splits chunk references, in order, into runs that one ranged GET can fetch: consecutive
+// chunks of the same pack stored back to back, at most `maxRunBytes` stored bytes per run.
+// A chunk stored as its own object is a run by itself.
+export function packRuns(refs: ChunkRef[], maxRunBytes: number): ChunkRef[][] {
+  const runs: ChunkRef[][] = [];
+  let run: ChunkRef[] = [];
+  for (const ref of refs) {
+    const prev = run.at(-1);
+    const head = run[0];
+    const adjacent =
+      prev !== undefined &&
+      head !== undefined &&
+      ref.pack !== undefined &&
+      ref.pack === prev.pack &&
+      ref.offset === (prev.offset as number) + prev.stored &&
+      (ref.offset as number) + ref.stored - (head.offset as number) <= maxRunBytes;
+    if (!adjacent && run.length > 0) {
+      runs.push(run);
+      run = [];
+    }
+    run.push(ref);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
 }

@@ -19,6 +19,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   private total = 0;
   private readonly refs: ChunkRef[] = [];
   private readonly jobs = new Set<Promise<void>>();
+  // Packs holding this file's chunks, until they are durable in S3.
+  private readonly durable = new Set<Promise<void>>();
   private inFlightBytes = 0;
   private waiters: (() => void)[] = [];
   private failure?: unknown;
@@ -77,6 +79,15 @@ export class ChunkWriterImpl implements CountingChunkWriter {
       this.dispatch();
     }
     await this.settleAll();
+    if (this.failure === undefined && this.durable.size > 0) {
+      // Chunks staged in the open pack go up now, not when it fills.
+      this.store.flush();
+      try {
+        await Promise.all(this.durable);
+      } catch (err) {
+        this.failure ??= err;
+      }
+    }
     if (this.failure !== undefined) {
       this.state = "aborted";
       throw this.failure;
@@ -122,8 +133,9 @@ export class ChunkWriterImpl implements CountingChunkWriter {
 
   private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
     const encoded = await this.store.encode(buffer, length, this.signal);
-    const uploaded = await this.store.putIfAbsent(encoded, length, this.signal);
-    this.refs[index] = { hash: encoded.hash, size: length, stored: encoded.object.length };
+    const { uploaded, ref, durable } = await this.store.putIfAbsent(encoded, length, this.signal);
+    this.refs[index] = ref;
+    if (ref.pack !== undefined) this.durable.add(durable);
     for (const stats of [this.stats, this.store.stats]) {
       if (uploaded) {
         stats.chunksUploaded++;

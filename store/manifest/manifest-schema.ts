@@ -2,7 +2,9 @@ import { z } from "zod";
 
 // The newest manifest schema this build writes and reads. Raise it (and document the
 // change in docs/snapshot-format.md) for any change an older reader would misread.
-export const MANIFEST_SCHEMA_VERSION = 1;
+// 2: chunk references may point into pack objects (`pack`, `offset`); a reader of 1 would
+// look for those chunks as objects of their own and find them missing.
+export const MANIFEST_SCHEMA_VERSION = 2;
 
 const count = z.int().nonnegative();
 const hash = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex SHA-256");
@@ -13,6 +15,9 @@ export const ChunkRefSchema = z.object({
   size: count,
   // Bytes of the chunk object in S3 (header + payload).
   stored: count,
+  // Schema 2: the pack object holding the chunk, and the chunk's offset in it.
+  pack: hash.optional(),
+  offset: count.optional(),
 });
 
 // A file stored as chunks; its chunk sizes must add up to its size.
@@ -20,6 +25,9 @@ export const ChunkedFileSchema = z
   .object({ size: count, chunks: z.array(ChunkRefSchema) })
   .refine((f) => f.chunks.reduce((n, c) => n + c.size, 0) === f.size, {
     message: "chunk sizes do not add up to the file size",
+  })
+  .refine((f) => f.chunks.every((c) => (c.pack === undefined) === (c.offset === undefined)), {
+    message: "a chunk in a pack needs both pack and offset",
   });
 
 // `criu cpuinfo dump` output: chunked like an image, or inline (base64) when small.
@@ -41,7 +49,7 @@ export const OpenFileSchema = z.object({
 });
 
 export const ManifestSchema = z.object({
-  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  schemaVersion: z.union([z.literal(1), z.literal(MANIFEST_SCHEMA_VERSION)]),
   generation: z.int().positive(),
   parentGeneration: z.int().positive().nullable(),
   createdAt: z.iso.datetime({ offset: true }),
@@ -89,12 +97,17 @@ export type OpenFileState = z.infer<typeof OpenFileSchema>;
 export type CpuinfoRef = z.infer<typeof CpuinfoSchema>;
 
 // Every distinct chunk hash a manifest references (images and the cpuinfo file).
-export function manifestChunkHashes(manifest: Manifest): Map<string, { size: number; stored: number }> {
-  const out = new Map<string, { size: number; stored: number }>();
+export function manifestChunkHashes(
+  manifest: Manifest,
+): Map<string, { size: number; stored: number; pack?: string; offset?: number }> {
+  const out = new Map<string, { size: number; stored: number; pack?: string; offset?: number }>();
   const files = Object.values(manifest.images);
   if (manifest.host.cpuinfo && "file" in manifest.host.cpuinfo) files.push(manifest.host.cpuinfo.file);
   for (const file of files) {
-    for (const c of file.chunks) out.set(c.hash, { size: c.size, stored: c.stored });
+    for (const c of file.chunks) {
+      const { hash: _, ...ref } = c;
+      out.set(c.hash, ref);
+    }
   }
   return out;
 }

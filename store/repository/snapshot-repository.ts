@@ -192,8 +192,11 @@ export class SnapshotRepository {
     }
     const body = serializeManifest(manifest);
     const missing: string[] = [];
+    // The objects holding the chunks: each chunk's own, or its pack (checked once).
+    const objects = new Set<string>();
+    for (const [hash, ref] of manifestChunkHashes(manifest)) objects.add(ref.pack ?? hash);
     await forEachBounded(
-      manifestChunkHashes(manifest).keys(),
+      objects,
       this.verifyConcurrency,
       async (hash) => {
         if (!(await this.store.has(hash, { signal, confirm: options.confirmChunks }))) missing.push(hash);

@@ -3,7 +3,8 @@ import { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from ".
 import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.js";
 import { forEachBounded } from "../util/for-each-bounded.js";
 
-// "none": trust the manifest; "quick": HEAD every chunk and compare its stored size;
+// "none": trust the manifest; "quick": HEAD every chunk object and every pack once, and
+// compare stored sizes (a pack must reach past its last chunk);
 // "full": download, decompress and hash every chunk.
 export type VerifyMode = "none" | "quick" | "full";
 
@@ -16,6 +17,8 @@ export async function verifyManifest(
 ): Promise<void> {
   if (options.mode === "none") return;
   const label = `task "${manifest.task.id}" generation ${manifest.generation}`;
+  // One HEAD per pack however many chunks it holds.
+  const packs = new Map<string, Promise<number | undefined>>();
   await forEachBounded(
     manifestChunkHashes(manifest),
     options.concurrency,
@@ -36,6 +39,29 @@ export async function verifyManifest(
             );
           }
           throw err;
+        }
+        return;
+      }
+      if (ref.pack !== undefined && ref.offset !== undefined) {
+        let head = packs.get(ref.pack);
+        if (!head) {
+          head = store.headChunk(ref.pack, options.signal);
+          packs.set(ref.pack, head);
+        }
+        const packBytes = await head;
+        if (packBytes === undefined) {
+          throw new SnapshotError(
+            SnapshotErrorCode.MissingChunk,
+            `Snapshot of ${label}: chunk ${hash} is missing: its pack s3://${store.bucket}/${store.keyOf(ref.pack)} is gone`,
+            { hash, generation: manifest.generation },
+          );
+        }
+        if (packBytes < ref.offset + ref.stored) {
+          throw new SnapshotError(
+            SnapshotErrorCode.CorruptChunk,
+            `Snapshot of ${label}: chunk ${hash} is damaged: its pack ${ref.pack} has ${packBytes} bytes, the chunk ends at ${ref.offset + ref.stored}`,
+            { hash, generation: manifest.generation },
+          );
         }
         return;
       }

@@ -1,6 +1,12 @@
 // Builds snapshot generations for repository and GC tests: writes image files through a
 // real ChunkStore and commits a manifest naming them.
-import type { ChunkedFile, ChunkStore, Manifest, SnapshotRepository } from "../../store/index.js";
+import {
+  type ChunkedFile,
+  type ChunkStore,
+  MANIFEST_SCHEMA_VERSION,
+  type Manifest,
+  type SnapshotRepository,
+} from "../../store/index.js";
 
 export function manifestFor(
   store: ChunkStore,
@@ -10,7 +16,7 @@ export function manifestFor(
 ): Manifest {
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   return {
-    schemaVersion: 1,
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
     generation,
     parentGeneration: generation > 1 ? generation - 1 : null,
     createdAt: new Date().toISOString(),

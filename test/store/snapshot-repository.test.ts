@@ -180,7 +180,7 @@ describe("SnapshotRepository damage and fallback", () => {
     const err = await repo.load(7).catch((e: unknown) => e);
     expect(codeOf(err)).toBe("SNAPSHOT_SCHEMA_TOO_NEW");
     expect((err as Error).message).toBe(
-      "manifest of task t-42 generation 7 has schemaVersion 3; this snapctl reads up to 1: upgrade snapctl",
+      "manifest of task t-42 generation 7 has schemaVersion 3; this snapctl reads up to 2: upgrade snapctl",
     );
     // Falling back past it would silently lose work: refused instead.
     expect(codeOf(await repo.loadLatestUsable().catch((e: unknown) => e))).toBe("SNAPSHOT_SCHEMA_TOO_NEW");

@@ -1,0 +1,236 @@
+// Packs: new chunks stored back to back in pack objects (schema 2) instead of one object
+// per chunk. Real s3rver; every figure the tests rely on is read back from S3.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ChunkStore,
+  type ChunkedFile,
+  downloadImageDir,
+  SnapshotRepository,
+  spanRuns,
+} from "../../store/index.js";
+import { commitGeneration, manifestFor, writeFile } from "./manifest-fixture.js";
+import { dirtyPages, makeMemoryImage } from "./memory-image.js";
+import { type S3Fixture, startS3 } from "./s3-fixture.js";
+
+const MiB = 1024 * 1024;
+let s3: S3Fixture;
+let counter = 0;
+
+beforeAll(async () => {
+  s3 = await startS3();
+});
+afterAll(async () => {
+  await s3?.close();
+});
+
+function newStore(prefix: string, options: Partial<ConstructorParameters<typeof ChunkStore>[0]> = {}) {
+  return new ChunkStore({
+    client: s3.client,
+    bucket: s3.bucket,
+    prefix,
+    chunkSize: 64 * 1024,
+    packSize: 1 * MiB,
+    ...options,
+  });
+}
+
+async function objectKeys(prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  const store = newStore(prefix);
+  for await (const o of store.listChunks()) keys.push(o.key);
+  await store.close();
+  return keys;
+}
+
+async function getBytes(key: string): Promise<Buffer> {
+  const r = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+  return Buffer.from((await r.Body?.transformToByteArray()) ?? []);
+}
+
+async function readAll(store: ChunkStore, file: ChunkedFile): Promise<Buffer> {
+  const reader = store.openReader(file);
+  const parts: Buffer[] = [];
+  for (let o = 0; o < file.size; o += 300_000) parts.push(await reader.read(o, 300_000));
+  await reader.close();
+  return Buffer.concat(parts);
+}
+
+describe("ChunkStore packs", () => {
+  it("stores many chunks in few objects and reads them back byte for byte", async () => {
+    const prefix = `packs${counter++}/chunks/`;
+    const store = newStore(prefix);
+    try {
+      const data = randomBytes(6 * MiB + 12_345);
+      const file = await writeFile(store, data);
+      expect(file.chunks.length).toBe(Math.ceil(data.length / (64 * 1024)));
+      for (const c of file.chunks) {
+        expect(c.pack).toMatch(/^[0-9a-f]{64}$/);
+        expect(c.offset).toBeTypeOf("number");
+      }
+      const packs = new Set(file.chunks.map((c) => c.pack));
+      const keys = await objectKeys(prefix);
+      // ~6 MiB of incompressible chunks in 1 MiB packs: 6 or 7 objects, not 98.
+      expect(keys.length).toBe(packs.size);
+      expect(keys.length).toBeLessThanOrEqual(8);
+      // A fresh store (another machine) reads it back, random offsets included.
+      const other = newStore(prefix);
+      expect((await readAll(other, file)).equals(data)).toBe(true);
+      const reader = other.openReader(file);
+      expect((await reader.read(3 * MiB + 17, 100_000)).equals(data.subarray(3 * MiB + 17, 3 * MiB + 100_017))).toBe(
+        true,
+      );
+      await reader.close();
+      await other.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("downloads an incremental snapshot whose chunks span two generations' packs", async () => {
+    const prefix = `packs${counter++}/chunks/`;
+    const store = newStore(prefix);
+    const dir = await mkdtemp(join(tmpdir(), "snap-packs-"));
+    try {
+      const base = makeMemoryImage(4 * MiB, 1);
+      const first = await writeFile(store, base);
+      const changed = dirtyPages(base, { fraction: 0.1, seed: 2 }).image;
+      const before = store.stats.bytesUploaded;
+      const second = await writeFile(store, changed);
+      // Only the changed chunks went up, into packs of their own.
+      expect(store.stats.bytesUploaded - before).toBeLessThan(0.6 * base.length);
+      const packsOf = (f: ChunkedFile) => new Set(f.chunks.map((c) => c.pack));
+      const shared = [...packsOf(second)].filter((p) => packsOf(first).has(p));
+      expect(shared.length).toBeGreaterThan(0);
+      const fresh = newStore(prefix);
+      await downloadImageDir(fresh, { "pages-1.img": second, "pages-0.img": first }, dir);
+      expect((await readFile(join(dir, "pages-1.img"))).equals(changed)).toBe(true);
+      expect((await readFile(join(dir, "pages-0.img"))).equals(base)).toBe(true);
+      await fresh.close();
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("deduplicates against a parent it learnt from a manifest, on a machine that never wrote it", async () => {
+    const prefix = `packs${counter++}/chunks/`;
+    const writerA = newStore(prefix);
+    const data = randomBytes(2 * MiB);
+    const file = await writeFile(writerA, data);
+    await writerA.close();
+    const writerB = newStore(prefix);
+    try {
+      writerB.learn([file]);
+      expect(writerB.knownPackedChunks).toBe(file.chunks.length);
+      const again = await writeFile(writerB, data);
+      expect(writerB.stats.chunksUploaded).toBe(0);
+      expect(again.chunks).toEqual(file.chunks);
+    } finally {
+      await writerB.close();
+    }
+  });
+
+  it("names a damaged chunk inside a pack, and a missing pack", async () => {
+    const prefix = `packs${counter++}/chunks/`;
+    const store = newStore(prefix);
+    try {
+      const data = randomBytes(2 * MiB);
+      const file = await writeFile(store, data);
+      const victim = file.chunks[3] as (typeof file.chunks)[number];
+      const key = store.keyOf(victim.pack as string);
+      const original = await getBytes(key);
+      const damaged = Buffer.from(original);
+      damaged[(victim.offset as number) + 100] = (damaged[(victim.offset as number) + 100] as number) ^ 0xff;
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: damaged }));
+      const fresh = newStore(prefix);
+      await expect(fresh.fetchChunk(victim)).rejects.toMatchObject({
+        code: "SNAPSHOT_CORRUPT_CHUNK",
+        message: expect.stringContaining(victim.hash),
+      });
+      await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+      await expect(fresh.fetchChunk(victim)).rejects.toMatchObject({
+        code: "SNAPSHOT_MISSING_CHUNK",
+        message: expect.stringContaining(victim.pack as string),
+      });
+      await fresh.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("commits and verifies a manifest by its packs, and GC keeps a pack while any manifest needs it", async () => {
+    const root = `packs${counter++}/.snapshots/`;
+    const store = newStore(`${root}chunks/`);
+    const repo = new SnapshotRepository({ store, root, task: "t-1", gcGraceMs: 0 });
+    try {
+      const base = makeMemoryImage(3 * MiB, 7);
+      const g1 = await commitGeneration(repo, { "pages-1.img": base });
+      const g2 = await commitGeneration(repo, { "pages-1.img": dirtyPages(base, { seed: 8 }).image });
+      const g3 = await commitGeneration(repo, { "pages-1.img": dirtyPages(base, { seed: 9 }).image });
+      expect(g3.schemaVersion).toBe(2);
+      await repo.verify(g3, "quick");
+      const packsOf = (m: typeof g1) => new Set(Object.values(m.images).flatMap((f) => f.chunks.map((c) => c.pack)));
+      const onlyG1 = [...packsOf(g1)].filter((p) => !packsOf(g2).has(p) && !packsOf(g3).has(p));
+      const report = await repo.gc({ keep: 2 });
+      expect(report.deletedGenerations).toEqual([1]);
+      const left = new Set((await objectKeys(store.prefix)).map((k) => k.slice(-64)));
+      for (const p of packsOf(g2)) expect(left.has(p as string)).toBe(true);
+      for (const p of packsOf(g3)) expect(left.has(p as string)).toBe(true);
+      for (const p of onlyG1) expect(left.has(p as string)).toBe(false);
+      // g3 still restores in full from what is left.
+      await repo.verify(g3, "full");
+      // A truncated pack is named by verify "quick".
+      const victim = Object.values(g3.images)[0]?.chunks.at(-1);
+      const key = store.keyOf(victim?.pack as string);
+      const bytes = await getBytes(key);
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes.subarray(0, 10) }));
+      await expect(repo.verify(g3, "quick")).rejects.toMatchObject({ code: "SNAPSHOT_CORRUPT_CHUNK" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("refuses to commit a manifest whose pack is not in the store", async () => {
+    const root = `packs${counter++}/.snapshots/`;
+    const store = newStore(`${root}chunks/`);
+    const repo = new SnapshotRepository({ store, root, task: "t-1" });
+    try {
+      const file = await writeFile(store, randomBytes(MiB));
+      const ghost = { ...file, chunks: file.chunks.map((c) => ({ ...c, pack: "e".repeat(64) })) };
+      await expect(repo.commit(manifestFor(store, "t-1", 1, { "pages-1.img": ghost }))).rejects.toMatchObject({
+        code: "SNAPSHOT_COMMIT_INCOMPLETE",
+      });
+      expect(await repo.latest()).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("spanRuns", () => {
+  const ref = (pack: string | undefined, offset: number, stored: number) => ({
+    hash: `${pack ?? "x"}${offset}`,
+    size: stored,
+    stored,
+    ...(pack ? { pack, offset } : {}),
+  });
+  it("groups by pack in offset order, bridging small gaps and capping each request", () => {
+    const runs = spanRuns(
+      [ref("a", 100, 50), ref("b", 0, 10), ref("a", 0, 100), ref(undefined, 0, 5), ref("a", 400, 10), ref("a", 150, 10)],
+      300,
+      100,
+    );
+    const shape = runs.map((r) => r.map((x) => `${x.pack ?? "-"}@${x.offset ?? 0}`));
+    expect(shape).toContainEqual(["-@0"]);
+    expect(shape).toContainEqual(["b@0"]);
+    // a@0..160 back to back; a@400 is 240 bytes past the end: another request.
+    expect(shape).toContainEqual(["a@0", "a@100", "a@150"]);
+    expect(shape).toContainEqual(["a@400"]);
+    expect(runs.flat().length).toBe(6);
+  });
+});
