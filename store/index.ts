@@ -6,8 +6,8 @@ export {
   type ChunkStoreOptions,
   DEFAULT_CHUNK_SIZE,
   packRuns,
-  spanRuns,
   type StagedChunk,
+  spanRuns,
 } from "./chunk/chunk-store.js";
 export type { ChunkWriterImpl as StoreChunkWriter, ChunkWriterOptions } from "./chunk/chunk-writer.js";
 export { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "./errors.js";

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  ChunkStore,
   type ChunkedFile,
+  ChunkStore,
   downloadImageDir,
   SnapshotRepository,
   spanRuns,
@@ -81,9 +81,9 @@ describe("ChunkStore packs", () => {
       const other = newStore(prefix);
       expect((await readAll(other, file)).equals(data)).toBe(true);
       const reader = other.openReader(file);
-      expect((await reader.read(3 * MiB + 17, 100_000)).equals(data.subarray(3 * MiB + 17, 3 * MiB + 100_017))).toBe(
-        true,
-      );
+      expect(
+        (await reader.read(3 * MiB + 17, 100_000)).equals(data.subarray(3 * MiB + 17, 3 * MiB + 100_017)),
+      ).toBe(true);
       await reader.close();
       await other.close();
     } finally {
@@ -174,7 +174,8 @@ describe("ChunkStore packs", () => {
       const g3 = await commitGeneration(repo, { "pages-1.img": dirtyPages(base, { seed: 9 }).image });
       expect(g3.schemaVersion).toBe(2);
       await repo.verify(g3, "quick");
-      const packsOf = (m: typeof g1) => new Set(Object.values(m.images).flatMap((f) => f.chunks.map((c) => c.pack)));
+      const packsOf = (m: typeof g1) =>
+        new Set(Object.values(m.images).flatMap((f) => f.chunks.map((c) => c.pack)));
       const onlyG1 = [...packsOf(g1)].filter((p) => !packsOf(g2).has(p) && !packsOf(g3).has(p));
       const report = await repo.gc({ keep: 2 });
       expect(report.deletedGenerations).toEqual([1]);
@@ -188,7 +189,9 @@ describe("ChunkStore packs", () => {
       const victim = Object.values(g3.images)[0]?.chunks.at(-1);
       const key = store.keyOf(victim?.pack as string);
       const bytes = await getBytes(key);
-      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes.subarray(0, 10) }));
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes.subarray(0, 10) }),
+      );
       await expect(repo.verify(g3, "quick")).rejects.toMatchObject({ code: "SNAPSHOT_CORRUPT_CHUNK" });
     } finally {
       await store.close();
@@ -202,9 +205,11 @@ describe("ChunkStore packs", () => {
     try {
       const file = await writeFile(store, randomBytes(MiB));
       const ghost = { ...file, chunks: file.chunks.map((c) => ({ ...c, pack: "e".repeat(64) })) };
-      await expect(repo.commit(manifestFor(store, "t-1", 1, { "pages-1.img": ghost }))).rejects.toMatchObject({
-        code: "SNAPSHOT_COMMIT_INCOMPLETE",
-      });
+      await expect(repo.commit(manifestFor(store, "t-1", 1, { "pages-1.img": ghost }))).rejects.toMatchObject(
+        {
+          code: "SNAPSHOT_COMMIT_INCOMPLETE",
+        },
+      );
       expect(await repo.latest()).toBeUndefined();
     } finally {
       await store.close();
@@ -221,7 +226,14 @@ describe("spanRuns", () => {
   });
   it("groups by pack in offset order, bridging small gaps and capping each request", () => {
     const runs = spanRuns(
-      [ref("a", 100, 50), ref("b", 0, 10), ref("a", 0, 100), ref(undefined, 0, 5), ref("a", 400, 10), ref("a", 150, 10)],
+      [
+        ref("a", 100, 50),
+        ref("b", 0, 10),
+        ref("a", 0, 100),
+        ref(undefined, 0, 5),
+        ref("a", 400, 10),
+        ref("a", 150, 10),
+      ],
       300,
       100,
     );
