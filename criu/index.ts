@@ -1,6 +1,8 @@
 export {
   createSnapshotStore,
   imagesKeyPrefix,
+  SNAPSHOT_CHUNK_SIZE,
+  SNAPSHOT_PACK_SIZE,
   type SnapshotLayout,
   type SnapshotStoreOptions,
   snapshotLayout,

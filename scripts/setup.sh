@@ -39,7 +39,7 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
   exit 1
 fi
 
-# 3. The self-contained CRIU (trixie's criu with its own loader and libraries).
+# 3. The self-contained CRIU (Debian forky's criu 4.2 with its own loader and libraries).
 criu/bundle/install.sh
 
 # 4. npm dependencies, native modules included (package.json's allowScripts approves their

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs a self-contained CRIU (Debian trixie's criu 4.x with its own glibc and
+# Installs a self-contained CRIU (Debian forky's criu 4.2.x with its own glibc and
 # libraries) into a private prefix, without touching the system's apt sources,
 # package lists or libraries. Debian bookworm's criu 3.17 fails on current kernels
-# ("Unexpected rt vDSO area bounds"); trixie's needs glibc >= 2.38, so it runs under
-# its own loader. Idempotent: a second run with the bundle in place returns at once.
+# ("Unexpected rt vDSO area bounds"); trixie's 4.1.1 cannot dump a task holding any
+# TCP/UDP socket on Linux >= 6.16 (checkpoint-restore/criu#2705, fixed in 4.2); forky's
+# needs a newer glibc, so it runs under its own loader. SNAP_CRIU_SUITE=trixie gets 4.1.1
+# back. Idempotent: a second run with the bundle in place returns at once.
 #
 # Usage: criu/bundle/install.sh [PREFIX]     (default: <repo>/.local/criu)
 set -euo pipefail
@@ -11,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 prefix=${1:-${SNAP_CRIU_PREFIX:-$repo/.local/criu}}
-suite=${SNAP_CRIU_SUITE:-trixie}
+suite=${SNAP_CRIU_SUITE:-forky}
 mirror=${SNAP_CRIU_MIRROR:-http://deb.debian.org/debian}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 stamp="$prefix/.bundle-complete"
@@ -66,7 +68,7 @@ case "$(dpkg --print-architecture)" in
 esac
 [ -x "$loader" ] || { echo "criu bundle: loader $loader missing after unpacking" >&2; exit 1; }
 
-# The one launcher every caller uses: trixie's loader and libraries, never the system's.
+# The one launcher every caller uses: the bundle's loader and libraries, never the system's.
 cat > "$prefix/criu" <<LAUNCH
 #!/bin/sh
 exec "$loader" --library-path "$lib" "$prefix/root/usr/sbin/criu" "\$@"
