@@ -125,7 +125,7 @@ export class Namespace {
     const cached = this.stats.get(path);
     if (cached === null) throw enoent(path);
     if (cached && (!cached.partial || cached.type === "dir")) return cached;
-    const entry = await this.lookup(loc.bucket, loc.key, cached?.type === "file");
+    const entry = await this.lookup(loc.bucket, loc.key);
     this.stats.set(path, entry);
     if (!entry) {
       if (
@@ -138,14 +138,14 @@ export class Namespace {
     return entry;
   }
 
-  // HEAD the key and, unless it is known to be a file, list "key/" to find a directory.
-  private async lookup(bucket: string, key: string, knownFile: boolean): Promise<Entry | null> {
-    const [info, page] = await Promise.all([
-      this.o.s3.head(bucket, key),
-      knownFile ? undefined : this.o.s3.listPage(bucket, `${key}/`, { maxKeys: 1 }),
-    ]);
+  // HEAD the key; only when there is no such object, list "key/" to find a directory. One
+  // request per file rather than HEAD and LIST in parallel: opening many small files is the
+  // common case, and a LIST costs the server (and the S3 bill) far more than a HEAD. A missing
+  // name (a file about to be created) pays the two requests in sequence.
+  private async lookup(bucket: string, key: string): Promise<Entry | null> {
+    const info = await this.o.s3.head(bucket, key);
     if (info) return entryOf(info);
-    const dirPage = page ?? (await this.o.s3.listPage(bucket, `${key}/`, { maxKeys: 1 }));
+    const dirPage = await this.o.s3.listPage(bucket, `${key}/`, { maxKeys: 1 });
     if (dirPage.files.length > 0 || dirPage.prefixes.length > 0) {
       const marker = dirPage.files.find((f) => f.key === `${key}/`);
       return { type: "dir", size: 4096, mtimeMs: marker?.mtimeMs ?? Date.now(), perm: 0o755 };
