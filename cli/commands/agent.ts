@@ -108,6 +108,8 @@ export function registerAgent(program: Command): void {
         generation: flags.snapshot,
         fencingToken: flags.fencingToken,
         checkpoints: flags.checkpoints,
+        // snapshots.enabled: false in the compute environment: no checkpoint at all.
+        ...(env ? { snapshots: env.snapshots.enabled } : {}),
         checkpointIntervalMs: interval ? await duration(interval) : env?.snapshots.intervalMs,
         noticeWindowMs: window ? await duration(window) : (env?.agent.noticeWindowMs ?? null),
         imdsPollIntervalMs: poll ? await duration(poll) : env?.agent.imdsPollIntervalMs,
