@@ -1,3 +1,5 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { AgentFixture } from "./agent-fixture.js";
@@ -35,6 +37,47 @@ describe("snapctl agent run / checkpoint: failures before any task runs", () => 
     expect(events[0]).toMatchObject({ taskId: "t-none", exitCode: ExitCode.restoreFailed });
     // The agent's socket is gone once it has stopped.
     expect(await f.listAgents()).toEqual(["t-none"]);
+  });
+
+  // --compute-env's snapshots.enabled reaches the agent: the same 1 s interval (the flag
+  // overrides the file's) checkpoints with it on and never with it off.
+  it.each([true, false])("--compute-env with snapshots.enabled: %s", async (enabled) => {
+    const file = join(f.dir, `env-${enabled}.yaml`);
+    await writeFile(
+      file,
+      [
+        `name: cli-${enabled}`,
+        "provider: local",
+        "region: us-east-1",
+        "workDir: s3://work/jobs",
+        "snapshots:",
+        `  enabled: ${enabled}`,
+        "  interval: 10s",
+        "",
+      ].join("\n"),
+    );
+    const r = await f.agent([
+      "--task",
+      `t-env-${enabled}`,
+      "--workdir",
+      `s3://work/jobs/env-${enabled}`,
+      "--mountpoint",
+      f.mountpoint,
+      "--compute-env",
+      file,
+      "--checkpoint-interval",
+      "1s",
+      "--json",
+      "--",
+      "sh",
+      "-c",
+      "sleep 4",
+    ]);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const outcome = JSON.parse(String(r.stdout).trim()) as { outcome: string; checkpoints: unknown[] };
+    expect(outcome.outcome).toBe("exited");
+    if (enabled) expect(outcome.checkpoints.length).toBeGreaterThan(0);
+    else expect(outcome.checkpoints).toEqual([]);
   });
 
   it("refuses to start without a command when there is nothing to restore", async () => {
