@@ -200,6 +200,80 @@ export class ChunkStore implements ChunkStoreLike {
     return this.pool.encode(buffer, length, this.combine(signal));
   }
 
+  // Chunks per writer dispatch: with packs, 1 MiB of chunks travel to a worker in one
+  // message (per-chunk messages cost more main-thread time than the hashing saved).
+  get batchChunks(): number {
+    return this.packSize > 0 ? Math.max(1, Math.floor((1024 * 1024) / this.chunkSize)) : 1;
+  }
+
+  // With packs, for a batch of chunks cut from `buffer`: hashes them all in one worker
+  // message, then compresses (in one more) only those the store does not know. Returns,
+  // per chunk, its deduplicated reference or its encoded form for putIfAbsent.
+  async encodeBatch(
+    buffer: ArrayBuffer,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<({ known: StagedChunk } | { encoded: EncodedChunk })[]> {
+    const s = this.combine(signal);
+    const { hashes, buffer: back } = await this.pool.hashMany(buffer, length, this.chunkSize, s);
+    const out: ({ known: StagedChunk } | { encoded: EncodedChunk } | undefined)[] = [];
+    const unknown: number[] = [];
+    for (const [i, hash] of hashes.entries()) {
+      const size = Math.min(this.chunkSize, length - i * this.chunkSize);
+      const known = this.packed.get(hash);
+      if (known) {
+        out.push({
+          known: {
+            uploaded: false,
+            ref: { hash, size, stored: known.stored, pack: known.pack, offset: known.offset },
+            durable: known.durable,
+          },
+        });
+      } else {
+        out.push(undefined);
+        unknown.push(i);
+      }
+    }
+    if (unknown.length > 0) {
+      const encoded = await this.pool.compressMany(back, length, this.chunkSize, unknown, s);
+      for (const [k, i] of unknown.entries()) {
+        const e = encoded[k] as { codec: EncodedChunk["codec"]; object: Buffer };
+        out[i] = { encoded: { hash: hashes[i] as string, codec: e.codec, object: e.object } };
+      }
+    }
+    return out as ({ known: StagedChunk } | { encoded: EncodedChunk })[];
+  }
+
+  // With packs: hashes a chunk first and compresses it only when the store does not know
+  // it already (most chunks of an incremental snapshot), which saves the zstd work.
+  // Returns the deduplicated reference, or the encoded chunk to hand to putIfAbsent.
+  async encodeUnlessKnown(
+    buffer: ArrayBuffer,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<{ known: StagedChunk } | { encoded: EncodedChunk }> {
+    if (this.packSize <= 0) return { encoded: await this.encode(buffer, length, signal) };
+    const s = this.combine(signal);
+    const hashed = await this.pool.hash(buffer, length, s);
+    const known = this.packed.get(hashed.hash);
+    if (known) {
+      return {
+        known: {
+          uploaded: false,
+          ref: {
+            hash: hashed.hash,
+            size: length,
+            stored: known.stored,
+            pack: known.pack,
+            offset: known.offset,
+          },
+          durable: known.durable,
+        },
+      };
+    }
+    return { encoded: await this.pool.compress(hashed.buffer, length, hashed.hash, s) };
+  }
+
   // Stores an encoded chunk unless the store has it: as an object of its own, or appended
   // to the open pack (durable once that pack is uploaded; flush() seals it early).
   async putIfAbsent(chunk: EncodedChunk, size: number, signal?: AbortSignal): Promise<StagedChunk> {

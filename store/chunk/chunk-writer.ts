@@ -3,7 +3,7 @@ import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import type { ChunkedFile, ChunkOpOptions, ChunkRef, CountingChunkWriter } from "../types.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
-import type { ChunkStore } from "./chunk-store.js";
+import type { ChunkStore, StagedChunk } from "./chunk-store.js";
 
 export interface ChunkWriterOptions {
   // Cancels this writer's work (as abort()).
@@ -38,7 +38,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     this.signal = AbortSignal.any(signals);
     // Every chunk in flight listens on it (pool job, S3 request): bounded by maxBufferedBytes.
     setMaxListeners(0, this.signal);
-    this.current = Buffer.allocUnsafeSlow(store.chunkSize);
+    this.current = Buffer.allocUnsafeSlow(store.chunkSize * store.batchChunks);
   }
 
   get size(): number {
@@ -106,19 +106,28 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     await this.settleAll();
   }
 
+  // Hands the filled buffer (one chunk, or a batch of chunks with packs) to the pool.
   private dispatch(): void {
     const index = this.refs.length;
     const length = this.filled;
     const buffer = this.current.buffer as ArrayBuffer;
-    // A placeholder keeps the list in file order while chunks complete out of order.
-    this.refs.push({ hash: "", size: length, stored: 0 });
-    this.current = Buffer.allocUnsafeSlow(this.store.chunkSize);
+    const chunkSize = this.store.chunkSize;
+    const count = Math.ceil(length / chunkSize);
+    // Placeholders keep the list in file order while chunks complete out of order.
+    for (let i = 0; i < count; i++) {
+      this.refs.push({ hash: "", size: Math.min(chunkSize, length - i * chunkSize), stored: 0 });
+    }
+    this.current = Buffer.allocUnsafeSlow(chunkSize * this.store.batchChunks);
     this.filled = 0;
     this.inFlightBytes += length;
-    this.stats.chunksTotal++;
-    this.store.stats.chunksTotal++;
+    this.stats.chunksTotal += count;
+    this.store.stats.chunksTotal += count;
     // The job is owned by `jobs`: it never rejects (its failure is recorded) and removes itself.
-    const job: Promise<void> = this.process(index, buffer, length)
+    const job: Promise<void> = (
+      this.store.batchChunks > 1
+        ? this.processBatch(index, buffer, length)
+        : this.process(index, buffer, length)
+    )
       .then(
         () => this.release(length),
         (err: unknown) => {
@@ -131,15 +140,31 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     this.jobs.add(job);
   }
 
+  private async processBatch(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
+    const results = await this.store.encodeBatch(buffer, length, this.signal);
+    for (const [i, result] of results.entries()) {
+      const size = Math.min(this.store.chunkSize, length - i * this.store.chunkSize);
+      const staged =
+        "known" in result ? result.known : await this.store.putIfAbsent(result.encoded, size, this.signal);
+      this.record(index + i, staged, size);
+    }
+  }
+
   private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
-    const encoded = await this.store.encode(buffer, length, this.signal);
-    const { uploaded, ref, durable } = await this.store.putIfAbsent(encoded, length, this.signal);
+    const result = await this.store.encodeUnlessKnown(buffer, length, this.signal);
+    const staged =
+      "known" in result ? result.known : await this.store.putIfAbsent(result.encoded, length, this.signal);
+    this.record(index, staged, length);
+  }
+
+  private record(index: number, staged: StagedChunk, length: number): void {
+    const { uploaded, ref, durable } = staged;
     this.refs[index] = ref;
     if (ref.pack !== undefined) this.durable.add(durable);
     for (const stats of [this.stats, this.store.stats]) {
       if (uploaded) {
         stats.chunksUploaded++;
-        stats.bytesUploaded += encoded.object.length;
+        stats.bytesUploaded += ref.stored;
       } else {
         stats.chunksDeduplicated++;
         stats.bytesDeduplicated += length;
