@@ -2,6 +2,7 @@ import type { Logger } from "../../common/log.js";
 import type { ChunkedFile, ChunkStoreLike } from "../../store/types.js";
 import { DriverError, Errno } from "../errors.js";
 import type { ChunkedArea } from "../options.js";
+import type { ObjectVersion } from "../read/block-source.js";
 import type { FileReader } from "../read/file-reader.js";
 import { type FileMeta, S_IFREG } from "../s3/metadata.js";
 import { forEachLimit } from "../util/semaphore.js";
@@ -48,6 +49,11 @@ export class FileTable {
 
   openFile(bucket: string, key: string): OpenFile | undefined {
     return this.files.get(id(bucket, key));
+  }
+
+  // A small object's body that came with its lookup: kept for the read that usually follows.
+  offerBody(obj: ObjectVersion, body: Buffer): void {
+    this.ctx.source.offer(obj, body);
   }
 
   // An open file a new open must not share: clean, and its version replaced in S3.

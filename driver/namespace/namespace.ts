@@ -19,6 +19,9 @@ export interface NamespaceOptions {
   logger: Logger;
 }
 
+// Objects up to this size come whole with their lookup (one request to stat and read them).
+const LOOKUP_BYTES = 128 * 1024;
+
 const enoent = (path: string) =>
   new DriverError("DRIVER_NOT_FOUND", `${path} does not exist`, { errno: Errno.ENOENT });
 const eacces = (path: string, why: string) =>
@@ -142,9 +145,15 @@ export class Namespace {
   // request per file rather than HEAD and LIST in parallel: opening many small files is the
   // common case, and a LIST costs the server (and the S3 bill) far more than a HEAD. A missing
   // name (a file about to be created) pays the two requests in sequence.
+  // The lookup is a GET of the first LOOKUP_BYTES rather than a HEAD (same request class and
+  // latency): a file that small comes whole with it, and its first read needs no request.
   private async lookup(bucket: string, key: string): Promise<Entry | null> {
-    const info = await this.o.s3.head(bucket, key);
-    if (info) return entryOf(info);
+    const found = await this.o.s3.lookup(bucket, key, LOOKUP_BYTES);
+    if (found) {
+      if (found.body)
+        this.o.files.offerBody({ bucket, key, etag: found.info.etag, size: found.info.size }, found.body);
+      return entryOf(found.info);
+    }
     const dirPage = await this.o.s3.listPage(bucket, `${key}/`, { maxKeys: 1 });
     if (dirPage.files.length > 0 || dirPage.prefixes.length > 0) {
       const marker = dirPage.files.find((f) => f.key === `${key}/`);

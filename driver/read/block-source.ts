@@ -135,6 +135,14 @@ export class BlockSource {
     return await started.wait(need);
   }
 
+  // Takes a whole object that came with its lookup (see S3Ops.lookup) as its only block, so
+  // the first read of a small file needs no request. Memory only, in the recent-blocks LRU.
+  offer(obj: ObjectVersion, body: Buffer): void {
+    if (this.closed || body.length !== obj.size || obj.size === 0 || obj.size > this.o.blockSize) return;
+    const id = this.id(obj, 0);
+    if (!this.memory.has(id) && !this.inflight.has(id)) this.memory.set(id, body);
+  }
+
   // Reads a block from the disk cache into memory (undefined when missing or damaged).
   private loadFromDisk(obj: ObjectVersion, index: number): Promise<Buffer | undefined> {
     const id = this.id(obj, index);

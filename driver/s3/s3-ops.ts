@@ -6,6 +6,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListBucketsCommand,
   ListObjectsV2Command,
@@ -33,6 +34,12 @@ export interface ListPage {
 }
 
 const FIVE_GIB = 5 * 1024 * 1024 * 1024;
+
+// The object size in a Content-Range answer ("bytes 0-99/1234").
+function totalOf(contentRange: string | undefined): number | undefined {
+  const match = /\/(\d+)$/.exec(contentRange ?? "");
+  return match ? Number(match[1]) : undefined;
+}
 const COPY_PART = 512 * 1024 * 1024;
 
 // The S3 requests the driver makes, each with bounded, jittered retries and an errno-carrying
@@ -63,6 +70,66 @@ export class S3Ops {
       if ((err as { code?: string }).code === "DRIVER_NOT_FOUND") return undefined;
       throw err;
     }
+  }
+
+  // A lookup that may save the GET of a small file: a GET of the first `limit` bytes says what
+  // HEAD says and, when the object is no larger than `limit`, brings its whole body too.
+  // undefined when the object does not exist; an empty object (a range is unsatisfiable
+  // there: 416) falls back to HEAD.
+  async lookup(
+    bucket: string,
+    key: string,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<{ info: ObjectInfo; body?: Buffer } | undefined> {
+    let empty = false;
+    try {
+      const found = await withRetry(
+        `GET s3://${bucket}/${key} bytes 0-${limit - 1} (lookup)`,
+        this.policy,
+        async (s) => {
+          let out: GetObjectCommandOutput;
+          try {
+            out = await this.client.send(
+              new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${limit - 1}` }),
+              { abortSignal: s },
+            );
+          } catch (err) {
+            if (statusOf(err) === 416 || (err as { name?: string }).name === "InvalidRange") {
+              empty = true;
+              return undefined;
+            }
+            throw err;
+          }
+          // An empty object: s3rver answers "bytes 0-0/0" with a length of 1 and no byte, so
+          // its body is never read.
+          const declared = totalOf(out.ContentRange);
+          if (declared === 0) (out.Body as Readable | undefined)?.destroy();
+          const bytes =
+            declared === 0
+              ? Buffer.alloc(0)
+              : Buffer.from(
+                  await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+                );
+          const total = declared ?? bytes.length;
+          const info: ObjectInfo = {
+            size: total,
+            etag: out.ETag ?? "",
+            mtimeMs: out.LastModified?.getTime() ?? Date.now(),
+            meta: decodeMeta(out.Metadata),
+            contentType: out.ContentType,
+          };
+          return { info, body: bytes.length === total ? bytes : undefined };
+        },
+        signal,
+      );
+      if (!empty) return found;
+    } catch (err) {
+      if ((err as { code?: string }).code === "DRIVER_NOT_FOUND") return undefined;
+      throw err;
+    }
+    const info = await this.head(bucket, key, signal);
+    return info ? { info } : undefined;
   }
 
   // One page of ListObjectsV2 (with "/" as delimiter unless `recursive`).

@@ -100,7 +100,7 @@ describe("driver pins an open file to one object version (real FUSE mount, If-Ma
     await h?.close();
   });
 
-  it("sends If-Match with the ETag seen at open on every ranged GET of one open file", async () => {
+  it("sends If-Match with the ETag seen at open on every ranged GET of one open file (after the lookup)", async () => {
     const body = versioned(6 * MiB + 123, 1);
     const put = await h.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "pinned", Body: body }));
     const proxy = h.proxy;
@@ -109,9 +109,12 @@ describe("driver pins an open file to one object version (real FUSE mount, If-Ma
       "sha256sum < pinned && dd if=pinned bs=4k skip=700 count=3 status=none | wc -c",
     );
     expect(stdout).toContain("12288");
-    const gets = await proxy.requestsFor(BUCKET, "pinned", "GET");
-    expect(gets.length).toBeGreaterThan(1);
-    for (const get of gets) {
+    // The lookup (before any open) is a GET of the first 128 KiB, pinned to nothing yet.
+    const [lookup, ...reads] = await proxy.requestsFor(BUCKET, "pinned", "GET");
+    expect(lookup?.headers.range).toBe("bytes=0-131071");
+    expect(lookup?.headers["if-match"]).toBeUndefined();
+    expect(reads.length).toBeGreaterThan(1);
+    for (const get of reads) {
       expect(get.headers.range).toMatch(/^bytes=\d+-\d+$/);
       expect(get.headers["if-match"]).toBe(put.ETag);
       expect(get.status).toBe(206);
@@ -161,5 +164,18 @@ describe("driver pins an open file to one object version (real FUSE mount, If-Ma
     reader.finish();
     const result = await reader.child;
     expect(result.stdout).toMatch(/^reread=3$/m);
+  });
+
+  it("reads a small file with the one GET of its lookup, and an empty object with no hang", async () => {
+    const small = Buffer.from("x".repeat(5000));
+    await h.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "small", Body: small }));
+    await h.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "empty", Body: Buffer.alloc(0) }));
+    const { stdout } = await h.sh("cat small | wc -c && cat empty | wc -c");
+    expect(stdout.split("\n")).toEqual(["5000", "0"]);
+    const proxy = h.proxy;
+    if (!proxy) throw new Error("no proxy");
+    const smallRequests = await proxy.requestsFor(BUCKET, "small");
+    expect(smallRequests.map((r) => `${r.method} ${r.headers.range}`)).toEqual(["GET bytes=0-131071"]);
+    expect((await proxy.requestsFor(BUCKET, "empty")).length).toBeGreaterThan(0);
   });
 });

@@ -64,6 +64,9 @@ export class S3ProxyServer {
           }
           seen.status = status;
           res.writeHead(status, answer.headers);
+          // Headers go now, not with the first body byte: s3rver announces a byte it never
+          // sends for a range of an empty object, and the client must see the headers anyway.
+          res.flushHeaders();
           answer.pipe(res);
         },
       );
