@@ -11,7 +11,7 @@ import pLimit, { type LimitFunction } from "p-limit";
 import type { Logger } from "../../common/log.js";
 import { silentLogger } from "../../common/log.js";
 import { SnapshotError, SnapshotErrorCode, throwIfAborted } from "../errors.js";
-import { isNotFound, type ListedObject, listObjects, s3Error } from "../s3/s3-util.js";
+import { isNotFound, type ListedObject, listObjects, s3Error, withRetries } from "../s3/s3-util.js";
 import type { ChunkedFile, ChunkRef, ChunkStoreLike } from "../types.js";
 import { raceSignal } from "../util/race-signal.js";
 import {
@@ -376,16 +376,20 @@ export class ChunkStore implements ChunkStoreLike {
     this.uploadLimit(async () => {
       throwIfAborted(this.signal, `Upload of pack ${pack.id}`);
       try {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: body,
-            ContentLength: body.length,
-            ContentType: "application/octet-stream",
-            Metadata: { "snap-pack": String(pack.hashes.length) },
-          }),
-          this.signal ? { abortSignal: this.signal } : {},
+        await withRetries(
+          () =>
+            this.client.send(
+              new PutObjectCommand({
+                Bucket: this.bucket,
+                Key: key,
+                Body: body,
+                ContentLength: body.length,
+                ContentType: "application/octet-stream",
+                Metadata: { "snap-pack": String(pack.hashes.length) },
+              }),
+              this.signal ? { abortSignal: this.signal } : {},
+            ),
+          this.signal ? { signal: this.signal } : {},
         );
       } catch (err) {
         throw s3Error(
@@ -444,16 +448,20 @@ export class ChunkStore implements ChunkStoreLike {
     const upload = this.uploadLimit(async () => {
       throwIfAborted(s, `Upload of chunk ${chunk.hash}`);
       try {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: this.keyOf(chunk.hash),
-            Body: chunk.object,
-            ContentLength: chunk.object.length,
-            ContentType: "application/octet-stream",
-            Metadata: { "snap-codec": chunk.codec === 1 ? "zstd" : "none", "snap-size": String(size) },
-          }),
-          { abortSignal: s },
+        await withRetries(
+          () =>
+            this.client.send(
+              new PutObjectCommand({
+                Bucket: this.bucket,
+                Key: this.keyOf(chunk.hash),
+                Body: chunk.object,
+                ContentLength: chunk.object.length,
+                ContentType: "application/octet-stream",
+                Metadata: { "snap-codec": chunk.codec === 1 ? "zstd" : "none", "snap-size": String(size) },
+              }),
+              { abortSignal: s },
+            ),
+          s ? { signal: s } : {},
         );
       } catch (err) {
         throw s3Error(
@@ -539,39 +547,57 @@ export class ChunkStore implements ChunkStoreLike {
     const end = Math.max(...run.map((r) => (r.offset as number) + r.stored));
     const span = { ...first, size: 0, offset: start, stored: end - start };
     const all = await this.downloadLimit(() => this.download(span, s));
-    return await Promise.all(
-      run.map((ref) => {
-        const from = (ref.offset as number) - start;
-        return this.decodeVerified(ref, all.subarray(from, from + ref.stored), s);
-      }),
-    );
+    // Headers checked here, payloads decoded and hashed by a worker in one message.
+    const entries = run.map((ref) => {
+      const from = (ref.offset as number) - start;
+      const header = readChunkHeader(all.subarray(from, from + ref.stored), ref.hash);
+      const length = Math.max(0, Math.min(ref.stored, all.length - from) - CHUNK_HEADER_BYTES);
+      return {
+        start: all.byteOffset + from + CHUNK_HEADER_BYTES,
+        length,
+        codec: header.codec,
+        size: header.size,
+      };
+    });
+    const owned = all.byteOffset === 0 && all.byteLength === all.buffer.byteLength;
+    const buffer = owned ? (all.buffer as ArrayBuffer) : all.slice().buffer;
+    if (!owned) for (const e of entries) e.start -= all.byteOffset;
+    const decoded = await this.pool.decodeMany(buffer, entries, s);
+    return run.map((ref, i) => {
+      const d = decoded[i] as { hash: string; data: Buffer; error: string | null };
+      if (d.error !== null) {
+        throw new SnapshotError(
+          SnapshotErrorCode.CorruptChunk,
+          `Chunk ${ref.hash} is damaged: it does not decompress (${d.error})`,
+          { hash: ref.hash },
+        );
+      }
+      if (
+        d.hash !== ref.hash ||
+        d.data.length !== ref.size ||
+        (entries[i] as { size: number }).size !== ref.size
+      ) {
+        throw new SnapshotError(
+          SnapshotErrorCode.CorruptChunk,
+          `Chunk ${ref.hash} failed its checksum: its ${d.data.length} bytes hash to ${d.hash}`,
+          { hash: ref.hash },
+        );
+      }
+      return d.data;
+    });
   }
 
   // One ranged GET for a run of adjacent chunks in a pack; each chunk decoded and verified
   // on its own, and shared with concurrent readers through `loading`.
   private loadRun(run: ChunkRef[]): void {
-    const first = run[0] as ChunkRef;
-    const last = run.at(-1) as ChunkRef;
-    const start = first.offset as number;
-    const span: ChunkRef = {
-      hash: first.hash,
-      size: 0,
-      stored: (last.offset as number) + last.stored - start,
-      pack: first.pack as string,
-      offset: start,
-    };
-    const bytes = this.downloadLimit(() => this.download(span, this.signal));
-    bytes.catch(() => {});
-    for (const ref of run) {
-      const p = bytes
-        .then((all) => {
-          const from = (ref.offset as number) - start;
-          return this.decodeVerified(ref, all.subarray(from, from + ref.stored), this.signal);
-        })
-        .then((data) => {
-          this.cache.set(ref.hash, data);
-          return data;
-        });
+    const all = this.fetchRun(run, this.signal);
+    all.catch(() => {});
+    for (const [i, ref] of run.entries()) {
+      const p = all.then((list) => {
+        const data = list[i] as Buffer;
+        this.cache.set(ref.hash, data);
+        return data;
+      });
       this.loading.set(ref.hash, p);
       p.then(
         () => this.loading.delete(ref.hash),
@@ -619,11 +645,12 @@ export class ChunkStore implements ChunkStoreLike {
     const s = this.combine(signal);
     return this.downloadLimit(async () => {
       try {
-        const r = await this.client.send(
-          new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }),
-          {
-            abortSignal: s,
-          },
+        const r = await withRetries(
+          () =>
+            this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(hash) }), {
+              abortSignal: s,
+            }),
+          s ? { signal: s } : {},
         );
         this.index.add(hash);
         this.confirmed.add(hash);
@@ -715,18 +742,25 @@ export class ChunkStore implements ChunkStoreLike {
     const key = this.keyOf(packed ? (ref.pack as string) : hash);
     const where = packed ? `pack s3://${this.bucket}/${key} at ${ref.offset}` : `s3://${this.bucket}/${key}`;
     try {
-      const r = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          ...(packed
-            ? { Range: `bytes=${ref.offset}-${(ref.offset as number) + Math.max(ref.stored, 1) - 1}` }
-            : {}),
-        }),
-        { abortSignal: signal },
+      // The body is read inside the retried function: a connection that breaks mid-body
+      // is retried as well.
+      return await withRetries(
+        async () => {
+          const r = await this.client.send(
+            new GetObjectCommand({
+              Bucket: this.bucket,
+              Key: key,
+              ...(packed
+                ? { Range: `bytes=${ref.offset}-${(ref.offset as number) + Math.max(ref.stored, 1) - 1}` }
+                : {}),
+            }),
+            { abortSignal: signal },
+          );
+          if (!r.Body) throw new Error("empty response body");
+          return await r.Body.transformToByteArray();
+        },
+        signal ? { signal } : {},
       );
-      if (!r.Body) throw new Error("empty response body");
-      return await r.Body.transformToByteArray();
     } catch (err) {
       if (isNotFound(err) || (packed && isRangeNotSatisfiable(err))) {
         if (!packed) this.index.delete(hash);

@@ -18,7 +18,33 @@ const decompressor = new zstd.Decompressor();
 const HEADER = workerData.headerBytes;
 parentPort.on("message", (m) => {
   try {
-    if (m.op === "hashMany") {
+    if (m.op === "decodeMany") {
+      // Stored chunks lying in one buffer (a ranged GET of a pack): each decompressed and
+      // hashed; the results concatenated in one buffer (a failure is reported per chunk).
+      const parts = [];
+      const hashes = [];
+      const sizes = [];
+      const errors = [];
+      for (const e of m.entries) {
+        try {
+          const payload = Buffer.from(m.buffer, e.start, e.length);
+          const data = e.codec === 1 ? decompressor.decompress(payload) : payload;
+          hashes.push(createHash("sha256").update(data).digest("hex"));
+          sizes.push(data.length);
+          errors.push(null);
+          parts.push(data);
+        } catch (err) {
+          hashes.push("");
+          sizes.push(0);
+          errors.push(String((err && err.message) || err));
+        }
+      }
+      const total = sizes.reduce((n, x) => n + x, 0);
+      const out = Buffer.allocUnsafeSlow(total);
+      let o = 0;
+      for (const p of parts) o += p.copy(out, o);
+      parentPort.postMessage({ id: m.id, hashes, sizes, errors, data: out.buffer }, [out.buffer]);
+    } else if (m.op === "hashMany") {
       const hashes = [];
       for (let o = 0; o < m.length; o += m.chunkSize) {
         const end = Math.min(m.length, o + m.chunkSize);
@@ -219,6 +245,27 @@ export class CodecPool {
       codec: r.codec as ChunkCodecValue,
       object: Buffer.from(r.object as ArrayBuffer),
     };
+  }
+
+  // Decodes the stored chunks at `entries` of `buffer` (transferred) in one message: per
+  // chunk its hash and bytes, or the reason it could not be decompressed.
+  async decodeMany(
+    buffer: ArrayBuffer,
+    entries: { start: number; length: number; codec: ChunkCodecValue }[],
+    signal?: AbortSignal,
+  ): Promise<{ hash: string; data: Buffer; error: string | null }[]> {
+    const r = await this.run({ op: "decodeMany", buffer, entries }, [buffer], signal);
+    const data = Buffer.from(r.data as ArrayBuffer);
+    const hashes = r.hashes as string[];
+    const sizes = r.sizes as number[];
+    const errors = r.errors as (string | null)[];
+    let o = 0;
+    return hashes.map((hash, i) => {
+      const size = sizes[i] as number;
+      const out = { hash, data: data.subarray(o, o + size), error: errors[i] ?? null };
+      o += size;
+      return out;
+    });
   }
 
   // Decompresses a payload (copied first, the caller keeps `payload`) and hashes the result.

@@ -96,3 +96,42 @@ export async function listFolders(
     marker = page.NextMarker ?? last;
   }
 }
+
+// Whether an S3 failure is worth another try: the network (reset, hang up, timeout),
+// throttling (429, SlowDown) and 5xx; never a definite answer (404, 403, 412, 416...).
+export function isTransient(err: unknown): boolean {
+  const e = err as {
+    name?: string;
+    code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500 || status === 429;
+  if (e.name === "AbortError") return false;
+  return (
+    /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|socket hang up|TimeoutError|RequestTimeout/i.test(
+      `${e.name ?? ""} ${e.code ?? ""} ${e.message ?? ""}`,
+    ) || e.name === "SlowDown"
+  );
+}
+
+// Runs one S3 request, again after a transient failure (up to `attempts` in all), with
+// exponential backoff and full jitter from `baseMs`. A checkpoint that an S3 hiccup can
+// fail, with the spot deadline running, is worth a few hundred milliseconds of retries.
+export async function withRetries<T>(
+  fn: () => Promise<T>,
+  options: { signal?: AbortSignal; attempts?: number; baseMs?: number } = {},
+): Promise<T> {
+  const attempts = options.attempts ?? 5;
+  const baseMs = options.baseMs ?? 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= attempts || options.signal?.aborted || !isTransient(err)) throw err;
+      const delay = Math.random() * baseMs * 2 ** (attempt - 1);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

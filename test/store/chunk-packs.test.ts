@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChunkedFile,
@@ -213,6 +213,50 @@ describe("ChunkStore packs", () => {
       expect(await repo.latest()).toBeUndefined();
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("ChunkStore retries", () => {
+  it("rides out transient S3 failures on PUT and GET (reset connections injected in front of s3rver)", async () => {
+    const client = new S3Client({
+      endpoint: s3.server.endpoint,
+      forcePathStyle: true,
+      region: "us-east-1",
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+      maxAttempts: 1,
+    });
+    // Every third request fails before reaching the server, as a dropped connection does.
+    let requests = 0;
+    let injected = 0;
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        if (++requests % 3 === 0) {
+          injected++;
+          throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+        }
+        return next(args);
+      },
+      { step: "finalizeRequest", name: "injectResets" },
+    );
+    const prefix = `packs${counter++}/chunks/`;
+    const store = new ChunkStore({ client, bucket: s3.bucket, prefix, chunkSize: 64 * 1024, packSize: MiB });
+    try {
+      const data = randomBytes(5 * MiB);
+      const file = await writeFile(store, data);
+      const fresh = new ChunkStore({
+        client,
+        bucket: s3.bucket,
+        prefix,
+        chunkSize: 64 * 1024,
+        packSize: MiB,
+      });
+      expect((await readAll(fresh, file)).equals(data)).toBe(true);
+      await fresh.close();
+      expect(injected).toBeGreaterThan(2);
+    } finally {
+      await store.close();
+      client.destroy();
     }
   });
 });
