@@ -2,7 +2,7 @@
 # Everything a fresh Debian machine needs to build, test and run this project, as root.
 # Idempotent and quick when already done: each step checks before it works.
 #   scripts/setup.sh            system packages, CRIU bundle, npm dependencies, build
-# Environment: SNAP_SETUP_BENCH=1 also installs the benchmark peers (s3fs, rclone, fio, hyperfine, the AWS CLI).
+# Environment: SNAP_SETUP_BENCH=1 also installs fio, hyperfine and the AWS CLI for the benchmarks.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,8 +16,9 @@ fi
 
 # 1. System packages: FUSE, redis-server (the local cloud runs its own instance, never the
 #    system service), util-linux (unshare), and a toolchain for native npm modules.
-pkgs=(fuse libfuse2 redis-server util-linux ca-certificates debian-archive-keyring python3 make g++ zstd)
-if [ "${SNAP_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(s3fs rclone fio hyperfine awscli); fi
+#    s3fs and rclone too: test/bench/fs-targets.test.ts mounts every benchmark peer.
+pkgs=(fuse libfuse2 redis-server util-linux ca-certificates debian-archive-keyring python3 make g++ zstd s3fs rclone)
+if [ "${SNAP_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(fio hyperfine awscli); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
