@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { userInfo } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { MANIFEST_SCHEMA_VERSION, type Manifest, uploadImageDir } from "../../store/index.js";
 import type { ChunkedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
@@ -59,12 +59,13 @@ export async function checkpointTask(
   await mkdir(logDir, { recursive: true });
   // Local staging: CRIU writes at disk speed and the task resumes before the upload; the
   // mount: CRIU's writes become chunks as they go, and the task waits for the upload.
-  const local = await stageLocally(ctx, target.task.pid, logDir);
-  const imagesDir = local
-    ? join(logDir, "images")
-    : join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
-  if (local) await mkdir(imagesDir);
-  else await sh('mkdir -p "$1"', [imagesDir], signal);
+  const staged = await stagingDir(ctx, target.task.pid, logDir, generation);
+  const local = staged !== undefined;
+  const imagesDir = staged ?? join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
+  if (local) {
+    await rm(imagesDir, { recursive: true, force: true });
+    await mkdir(imagesDir, { recursive: true });
+  } else await sh('mkdir -p "$1"', [imagesDir], signal);
   const cpuinfo = await ctx.cpuinfo();
   const before = { ...ctx.store.stats };
   const mode: CheckpointMode = parentGeneration === null ? "full" : "incremental-chunks";
@@ -167,6 +168,8 @@ export async function checkpointTask(
         },
       )
     : await imageFiles(ctx, imagesDir, signal);
+  // Uploaded: the local copy goes at once (in memory, it holds as much RAM as the task).
+  if (local) await rm(imagesDir, { recursive: true, force: true });
   const uploadMs = performance.now() - uploadStart;
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   const identity = userInfo();
@@ -254,17 +257,33 @@ async function imageFiles(
   return images;
 }
 
-// Whether this checkpoint's images go to local disk first: always with "local", never with
-// "mount"; with "auto" when the disk under the engine's work dir has room for the task's
-// resident memory with a margin (the images are about that size).
-async function stageLocally(ctx: CheckpointContext, root: number, dir: string): Promise<boolean> {
-  if (ctx.staging !== "auto") return ctx.staging === "local";
+// Where this checkpoint's images go first, or undefined to stream them through the mount.
+// "auto" and "local": memory (tmpfs /dev/shm) when the machine has the task's resident size
+// twice over plus 1 GiB available, so the dump runs at the speed of the tmpfs floor; else
+// the local disk under the engine's work dir when it has that size plus 25% and 256 MiB
+// free; else, for "auto", the mount ("local" insists on the disk). "mount": the mount.
+async function stagingDir(
+  ctx: CheckpointContext,
+  root: number,
+  logDir: string,
+  generation: number,
+): Promise<string | undefined> {
+  if (ctx.staging === "mount") return undefined;
   let resident = 0;
   for (const pid of await processTree(root)) {
     const statm = await readFile(`/proc/${pid}/statm`, "utf8").catch(() => "");
     resident += (Number(statm.split(" ")[1]) || 0) * 4096;
   }
-  const fs = await statfs(dir).catch(() => undefined);
-  const free = fs ? fs.bavail * fs.bsize : 0;
-  return free > resident * 1.25 + 256 * 1024 * 1024;
+  const need = resident * 1.25 + 256 * 1024 * 1024;
+  const freeBytes = async (dir: string) => {
+    const fs = await statfs(dir).catch(() => undefined);
+    return fs ? fs.bavail * fs.bsize : 0;
+  };
+  const meminfo = await readFile("/proc/meminfo", "utf8").catch(() => "");
+  const available = Number(/MemAvailable:\s+(\d+) kB/.exec(meminfo)?.[1] ?? 0) * 1024;
+  if (available > resident * 2 + 1024 * 1024 * 1024 && (await freeBytes("/dev/shm")) > need) {
+    return join("/dev/shm", `snapctl-${basename(ctx.workDir)}-dump-${generation}`);
+  }
+  if ((await freeBytes(logDir)) > need || ctx.staging === "local") return join(logDir, "images");
+  return undefined;
 }

@@ -47,7 +47,13 @@ type Skipped = RestoreResult["skipped"];
 async function fetchGeneration(
   ctx: RestoreContext,
   dir: string,
-  options: { generation?: number; signal?: AbortSignal; skip?: (name: string) => boolean },
+  options: {
+    generation?: number;
+    signal?: AbortSignal;
+    skip?: (name: string) => boolean;
+    // Called as each step ends (the restore's log lists them).
+    phases?: (name: string) => void;
+  },
 ): Promise<{ manifest: Manifest; skipped: Skipped }> {
   const { signal } = options;
   const all = await ctx.repo.list({ signal });
@@ -59,13 +65,25 @@ async function fetchGeneration(
   for (const generation of candidates) {
     try {
       const manifest = await ctx.repo.load(generation, { signal });
-      await preflight(manifest, { workDir: ctx.workDir, signal });
-      await ctx.repo.verify(manifest, "quick", { signal });
+      options.phases?.("manifest");
       await rm(dir, { recursive: true, force: true });
       const wanted = Object.fromEntries(
         Object.entries(manifest.images).filter(([name]) => !options.skip?.(name)),
       );
-      await downloadImageDir(ctx.store, wanted, dir, { signal });
+      const checked = preflight(manifest, { workDir: ctx.workDir, signal }).then(() =>
+        options.phases?.("preflight"),
+      );
+      // An eager restore downloads the whole memory: only once the preflight passed (disk
+      // space, CPU, CRIU). A lazy one downloads a few small images: at the same time as
+      // the checks, which wait on CRIU and S3, not on each other. A failed check throws
+      // before anything is restored; what was downloaded goes with `dir` (the next
+      // generation tried starts from an empty one).
+      if (!options.skip) await checked;
+      await Promise.all([
+        checked,
+        ctx.repo.verify(manifest, "quick", { signal }).then(() => options.phases?.("verified")),
+        downloadImageDir(ctx.store, wanted, dir, { signal }).then(() => options.phases?.("downloaded")),
+      ]);
       return { manifest, skipped };
     } catch (err) {
       if (err instanceof SnapshotError && err.code === "SNAPSHOT_SCHEMA_TOO_NEW") {
@@ -97,11 +115,15 @@ export async function restoreTask(
   await mkdir(ctx.workDir, { recursive: true });
   const lazy = options.lazy === true;
   const images = join(dir, "images");
+  const phases: Record<string, number> = {};
   const { manifest, skipped } = await fetchGeneration(ctx, images, {
     ...options,
     ...(lazy ? { skip: isPages } : {}),
+    phases: (name) => {
+      phases[name] = performance.now() - started;
+    },
   });
-  const phases: Record<string, number> = { fetched: performance.now() - started };
+  phases.fetched = performance.now() - started;
   const lazyDaemon = lazy ? await startLazyPages(ctx, manifest, images) : undefined;
   phases.lazyPages = performance.now() - started;
   const filesCtx = { mount: ctx.mount, client: ctx.client, signal };
