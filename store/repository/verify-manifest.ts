@@ -17,10 +17,26 @@ export async function verifyManifest(
 ): Promise<void> {
   if (options.mode === "none") return;
   const label = `task "${manifest.task.id}" generation ${manifest.generation}`;
-  // One HEAD per pack however many chunks it holds.
+  const chunks = manifestChunkHashes(manifest);
+  // One HEAD per pack however many chunks it holds, all packs first and in parallel (a
+  // chunk-by-chunk walk would wait on each pack in turn: 7 s for a 4 GiB task here).
   const packs = new Map<string, Promise<number | undefined>>();
+  if (options.mode === "quick") {
+    const ids = new Set<string>();
+    for (const ref of chunks.values()) if (ref.pack !== undefined) ids.add(ref.pack);
+    await forEachBounded(
+      ids,
+      options.concurrency,
+      async (id) => {
+        const head = store.headChunk(id, options.signal);
+        packs.set(id, head);
+        await head;
+      },
+      options.signal,
+    );
+  }
   await forEachBounded(
-    manifestChunkHashes(manifest),
+    chunks,
     options.concurrency,
     async ([hash, ref]) => {
       if (options.mode === "full") {
