@@ -59,7 +59,7 @@ export async function checkpointTask(
   await mkdir(logDir, { recursive: true });
   // Local staging: CRIU writes at disk speed and the task resumes before the upload; the
   // mount: CRIU's writes become chunks as they go, and the task waits for the upload.
-  const staged = await stagingDir(ctx, target.task.pid, logDir, generation);
+  const staged = await stagingDir(ctx, target.task.pid, logDir, `${target.spec.id}-${generation}`);
   const local = staged !== undefined;
   const imagesDir = staged ?? join(ctx.mount.mountpoint, "s3", ctx.layout.bucket, keyPrefix.slice(0, -1));
   if (local) {
@@ -266,7 +266,8 @@ async function stagingDir(
   ctx: CheckpointContext,
   root: number,
   logDir: string,
-  generation: number,
+  // "<task>-<generation>": names the tmpfs directory, with the work dir's name.
+  name: string,
 ): Promise<string | undefined> {
   if (ctx.staging === "mount") return undefined;
   let resident = 0;
@@ -282,7 +283,7 @@ async function stagingDir(
   const meminfo = await readFile("/proc/meminfo", "utf8").catch(() => "");
   const available = Number(/MemAvailable:\s+(\d+) kB/.exec(meminfo)?.[1] ?? 0) * 1024;
   if (available > resident * 2 + 1024 * 1024 * 1024 && (await freeBytes("/dev/shm")) > need) {
-    return join("/dev/shm", `snapctl-${basename(ctx.workDir)}-dump-${generation}`);
+    return join("/dev/shm", `snapctl-${basename(ctx.workDir)}-${name}`);
   }
   if ((await freeBytes(logDir)) > need || ctx.staging === "local") return join(logDir, "images");
   return undefined;

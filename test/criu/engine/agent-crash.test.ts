@@ -82,6 +82,10 @@ describe.skipIf(!haveCc())("snapshot engine: the agent process killed -9 mid-dum
 
   afterAll(async () => {
     await f?.close();
+    // What the killed agents staged in memory for generation 2 (nobody else removes it).
+    for (const staging of ["mount", "local"]) {
+      await rm(`/dev/shm/snapctl-agent-work-t-crash-${staging}-2`, { recursive: true, force: true });
+    }
   });
 
   // "mount": CRIU writes the images through the agent's own FUSE mount, which dies with
