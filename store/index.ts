@@ -5,7 +5,6 @@ export {
   ChunkStore,
   type ChunkStoreOptions,
   DEFAULT_CHUNK_SIZE,
-  packRuns,
   type StagedChunk,
   spanRuns,
 } from "./chunk/chunk-store.js";

@@ -222,13 +222,7 @@ export class ChunkStore implements ChunkStoreLike {
       const size = Math.min(this.chunkSize, length - i * this.chunkSize);
       const known = this.packed.get(hash);
       if (known) {
-        out.push({
-          known: {
-            uploaded: false,
-            ref: { hash, size, stored: known.stored, pack: known.pack, offset: known.offset },
-            durable: known.durable,
-          },
-        });
+        out.push({ known: fromPack(hash, size, known) });
       } else {
         out.push(undefined);
         unknown.push(i);
@@ -244,36 +238,6 @@ export class ChunkStore implements ChunkStoreLike {
     return out as ({ known: StagedChunk } | { encoded: EncodedChunk })[];
   }
 
-  // With packs: hashes a chunk first and compresses it only when the store does not know
-  // it already (most chunks of an incremental snapshot), which saves the zstd work.
-  // Returns the deduplicated reference, or the encoded chunk to hand to putIfAbsent.
-  async encodeUnlessKnown(
-    buffer: ArrayBuffer,
-    length: number,
-    signal?: AbortSignal,
-  ): Promise<{ known: StagedChunk } | { encoded: EncodedChunk }> {
-    if (this.packSize <= 0) return { encoded: await this.encode(buffer, length, signal) };
-    const s = this.combine(signal);
-    const hashed = await this.pool.hash(buffer, length, s);
-    const known = this.packed.get(hashed.hash);
-    if (known) {
-      return {
-        known: {
-          uploaded: false,
-          ref: {
-            hash: hashed.hash,
-            size: length,
-            stored: known.stored,
-            pack: known.pack,
-            offset: known.offset,
-          },
-          durable: known.durable,
-        },
-      };
-    }
-    return { encoded: await this.pool.compress(hashed.buffer, length, hashed.hash, s) };
-  }
-
   // Stores an encoded chunk unless the store has it: as an object of its own, or appended
   // to the open pack (durable once that pack is uploaded; flush() seals it early).
   async putIfAbsent(chunk: EncodedChunk, size: number, signal?: AbortSignal): Promise<StagedChunk> {
@@ -281,13 +245,7 @@ export class ChunkStore implements ChunkStoreLike {
     await this.index.ready({ signal: s });
     const plain = { hash: chunk.hash, size, stored: chunk.object.length };
     const known = this.packed.get(chunk.hash);
-    if (known) {
-      return {
-        uploaded: false,
-        ref: { hash: chunk.hash, size, stored: known.stored, pack: known.pack, offset: known.offset },
-        durable: known.durable,
-      };
-    }
+    if (known) return fromPack(chunk.hash, size, known);
     if (this.index.has(chunk.hash) || this.uploading.has(chunk.hash) || this.packSize <= 0) {
       const uploaded = await this.putObject(chunk, size, s);
       return { uploaded, ref: plain, durable: Promise.resolve() };
@@ -298,13 +256,7 @@ export class ChunkStore implements ChunkStoreLike {
       await this.waitForPackRoom(s);
       // Another writer may have opened a pack, or staged this chunk, while we waited.
       const again = this.packed.get(chunk.hash);
-      if (again) {
-        return {
-          uploaded: false,
-          ref: { hash: chunk.hash, size, stored: again.stored, pack: again.pack, offset: again.offset },
-          durable: again.durable,
-        };
-      }
+      if (again) return fromPack(chunk.hash, size, again);
       open = this.open ?? this.openPack();
     }
     const offset = open.bytes;
@@ -530,14 +482,14 @@ export class ChunkStore implements ChunkStoreLike {
   prefetchRun(refs: ChunkRef[], maxRunBytes = 1024 * 1024): void {
     if (this.closed) return;
     const wanted = refs.filter((r) => !this.cache.has(r.hash) && !this.loading.has(r.hash));
-    for (const run of packRuns(wanted, maxRunBytes)) {
+    for (const run of spanRuns(wanted, maxRunBytes, 0)) {
       if (run.length === 1) this.prefetch(run[0] as ChunkRef);
       else this.loadRun(run);
     }
   }
 
   // Fetches, decodes and verifies a run of chunks (one ranged GET when they lie back to
-  // back in a pack, see packRuns); without the cache, for bulk downloads.
+  // back in a pack, see spanRuns); without the cache, for bulk downloads.
   async fetchRun(run: ChunkRef[], signal?: AbortSignal): Promise<Buffer[]> {
     const first = run[0];
     if (!first) return [];
@@ -818,28 +770,11 @@ export function spanRuns<T extends ChunkRef>(refs: T[], maxRunBytes: number, max
   return runs;
 }
 
-// Splits chunk references, in order, into runs that one ranged GET can fetch: consecutive
-// chunks of the same pack stored back to back, at most `maxRunBytes` stored bytes per run.
-// A chunk stored as its own object is a run by itself.
-export function packRuns(refs: ChunkRef[], maxRunBytes: number): ChunkRef[][] {
-  const runs: ChunkRef[][] = [];
-  let run: ChunkRef[] = [];
-  for (const ref of refs) {
-    const prev = run.at(-1);
-    const head = run[0];
-    const adjacent =
-      prev !== undefined &&
-      head !== undefined &&
-      ref.pack !== undefined &&
-      ref.pack === prev.pack &&
-      ref.offset === (prev.offset as number) + prev.stored &&
-      (ref.offset as number) + ref.stored - (head.offset as number) <= maxRunBytes;
-    if (!adjacent && run.length > 0) {
-      runs.push(run);
-      run = [];
-    }
-    run.push(ref);
-  }
-  if (run.length > 0) runs.push(run);
-  return runs;
+// A chunk the store already holds in a pack: nothing to upload, durable with that pack.
+function fromPack(hash: string, size: number, at: PackedChunk): StagedChunk {
+  return {
+    uploaded: false,
+    ref: { hash, size, stored: at.stored, pack: at.pack, offset: at.offset },
+    durable: at.durable,
+  };
 }

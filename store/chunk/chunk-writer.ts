@@ -124,9 +124,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     this.store.stats.chunksTotal += count;
     // The job is owned by `jobs`: it never rejects (its failure is recorded) and removes itself.
     const job: Promise<void> = (
-      this.store.batchChunks > 1
-        ? this.processBatch(index, buffer, length)
-        : this.process(index, buffer, length)
+      this.store.packSize > 0 ? this.processBatch(index, buffer, length) : this.process(index, buffer, length)
     )
       .then(
         () => this.release(length),
@@ -151,10 +149,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   }
 
   private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
-    const result = await this.store.encodeUnlessKnown(buffer, length, this.signal);
-    const staged =
-      "known" in result ? result.known : await this.store.putIfAbsent(result.encoded, length, this.signal);
-    this.record(index, staged, length);
+    const encoded = await this.store.encode(buffer, length, this.signal);
+    this.record(index, await this.store.putIfAbsent(encoded, length, this.signal), length);
   }
 
   private record(index: number, staged: StagedChunk, length: number): void {

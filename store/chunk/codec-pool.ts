@@ -66,13 +66,9 @@ parentPort.on("message", (m) => {
         codecs.push(codec);
       }
       parentPort.postMessage({ id: m.id, objects, codecs }, objects);
-    } else if (m.op === "hash") {
+    } else if (m.op === "encode") {
       const data = Buffer.from(m.buffer, 0, m.length);
       const hash = createHash("sha256").update(data).digest("hex");
-      parentPort.postMessage({ id: m.id, hash, buffer: m.buffer }, [m.buffer]);
-    } else if (m.op === "encode" || m.op === "compress") {
-      const data = Buffer.from(m.buffer, 0, m.length);
-      const hash = m.op === "compress" ? m.hash : createHash("sha256").update(data).digest("hex");
       const packed = compressor.compress(data);
       const codec = packed.length < data.length ? 1 : 0;
       const payload = codec === 1 ? packed : data;
@@ -164,17 +160,6 @@ export class CodecPool {
     this.zstdPath = createRequire(import.meta.url).resolve("zstd-napi");
   }
 
-  // Hashes `length` bytes of `buffer`; the buffer travels to the worker and back (the
-  // caller's reference is detached; use the returned one).
-  async hash(
-    buffer: ArrayBuffer,
-    length: number,
-    signal?: AbortSignal,
-  ): Promise<{ hash: string; buffer: ArrayBuffer }> {
-    const r = await this.run({ op: "hash", buffer, length }, [buffer], signal);
-    return { hash: r.hash as string, buffer: r.buffer as ArrayBuffer };
-  }
-
   // Hashes each `chunkSize` piece of the first `length` bytes of `buffer` in one message;
   // the buffer travels to the worker and back (use the returned one).
   async hashMany(
@@ -208,25 +193,6 @@ export class CodecPool {
     const objects = r.objects as ArrayBuffer[];
     const codecs = r.codecs as ChunkCodecValue[];
     return objects.map((o, i) => ({ codec: codecs[i] as ChunkCodecValue, object: Buffer.from(o) }));
-  }
-
-  // Compresses `length` bytes of `buffer` (transferred) whose hash the caller has.
-  async compress(
-    buffer: ArrayBuffer,
-    length: number,
-    hash: string,
-    signal?: AbortSignal,
-  ): Promise<EncodedChunk> {
-    let r: Record<string, unknown>;
-    try {
-      r = await this.run({ op: "compress", buffer, length, hash }, [buffer], signal);
-    } catch (err) {
-      if (!(err instanceof CodecJobError)) throw err;
-      throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing a chunk failed: ${err.message}`, {
-        cause: err,
-      });
-    }
-    return { hash, codec: r.codec as ChunkCodecValue, object: Buffer.from(r.object as ArrayBuffer) };
   }
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
