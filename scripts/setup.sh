@@ -44,13 +44,17 @@ fi
 criu/bundle/install.sh
 
 # 4. npm dependencies, native modules included (package.json's allowScripts approves their
-#    install scripts). Re-run only when package-lock.json changed.
+#    install scripts; its postinstall applies patches/ and rebuilds fuse-native from source).
+#    Re-run only when package-lock.json or a patch changed.
 stamp=node_modules/.snap-setup-stamp
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+want=$(cat package-lock.json patches/*.patch | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing npm dependencies"
   npm install --no-audit --no-fund --loglevel=error >/dev/null
   node -e 'require("fuse-native"); require("zstd-napi")' || { say "native modules do not load"; exit 1; }
+  # node-gyp-build falls back to fuse-native's unpatched prebuild if the postinstall build is missing.
+  node -e 'const p = require("node-gyp-build").path("node_modules/fuse-native"); if (!p.includes("/build/Release/")) throw new Error(p)' ||
+    { say "fuse-native loads its unpatched prebuild, not the build from patches/"; exit 1; }
   echo "$want" > "$stamp"
 fi
 

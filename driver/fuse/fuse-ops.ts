@@ -9,6 +9,8 @@ type Done = (...args: unknown[]) => void;
 
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
+// What the patched fuse-native passes to utimens for a time that is not to be set (2^53 - 1).
+const UTIME_OMIT_MS = Number.MAX_SAFE_INTEGER;
 
 // The fuse-native operation table: each callback starts one async operation and answers the
 // kernel with its result or a negative errno. The JS side stays light: copies and S3 calls only.
@@ -206,9 +208,13 @@ export function fuseOps(
           }),
         cb,
       ),
-    // fuse-native 2.2.6 passes atime in both arguments; mtime is what S3 metadata keeps.
-    utimens: (path: string, _atime: number, mtime: number, cb: Done) =>
-      plain("utimens", path, () => ns.setattr(path, { mtimeMs: mtime }), cb),
+    // Only mtime is kept (S3 metadata has no atime). With patches/fuse-native+2.2.6.patch the
+    // binding passes the real mtime, UTIME_NOW as the current time and UTIME_OMIT (`touch -a`)
+    // as UTIME_OMIT_MS, which leaves the stored mtime alone.
+    utimens: (path: string, _atime: number, mtime: number, cb: Done) => {
+      if (mtime === UTIME_OMIT_MS) return cb(0);
+      plain("utimens", path, () => ns.setattr(path, { mtimeMs: mtime }), cb);
+    },
     link: (from: string, to: string, cb: Done) => {
       logger.warn(
         { from, to },
