@@ -85,7 +85,11 @@ export class FusionMount {
       timeoutMs: o.requestTimeoutMs,
       logger: this.logger,
     };
-    this.s3 = new S3Ops(this.client, policy);
+    this.s3 = new S3Ops(this.client, policy, {
+      threshold: o.copyThreshold,
+      partSize: o.copyPartSize,
+      concurrency: o.copyConcurrency,
+    });
     this.cache = new BlockCache({
       dir: join(o.cacheDir, "blocks"),
       maxBytes: o.cacheSize,

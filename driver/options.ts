@@ -52,6 +52,15 @@ export interface FusionOptions {
   uploadMemory?: number;
   // Concurrent S3 requests of namespace work (rename of a directory, listing). Default 16.
   namespaceConcurrency?: number;
+  // Objects larger than this are copied (rename, metadata change) by multipart copy
+  // (UploadPartCopy) instead of one CopyObject, which S3 refuses above 5 GiB. At most 5 GiB.
+  // Default 5 GiB.
+  copyThreshold?: number;
+  // Part size of a multipart copy, 5 MiB..5 GiB (raised for an object that would need more than
+  // 10,000 parts). Server-side: no local memory per part. Default 512 MiB.
+  copyPartSize?: number;
+  // UploadPartCopy requests in flight, all files. Default 8.
+  copyConcurrency?: number;
   // How long a stat result is trusted, in ms. Default 5000.
   statTtlMs?: number;
   // Per-attempt S3 request bound in ms (for bodies: longest stall between bytes). Default 30000.
@@ -83,6 +92,9 @@ export const DEFAULT_FUSION_OPTIONS = {
   uploadConcurrency: 8,
   uploadMemory: 256 * MiB,
   namespaceConcurrency: 16,
+  copyThreshold: 5 * GiB,
+  copyPartSize: 512 * MiB,
+  copyConcurrency: 8,
   statTtlMs: 5000,
   requestTimeoutMs: 30_000,
   maxAttempts: 4,
@@ -123,6 +135,9 @@ export function resolveOptions(options: FusionOptions, logger: Logger): Resolved
     uploadConcurrency: options.uploadConcurrency ?? d.uploadConcurrency,
     uploadMemory: options.uploadMemory ?? d.uploadMemory,
     namespaceConcurrency: options.namespaceConcurrency ?? d.namespaceConcurrency,
+    copyThreshold: options.copyThreshold ?? d.copyThreshold,
+    copyPartSize: options.copyPartSize ?? d.copyPartSize,
+    copyConcurrency: options.copyConcurrency ?? d.copyConcurrency,
     statTtlMs: options.statTtlMs ?? d.statTtlMs,
     requestTimeoutMs: options.requestTimeoutMs ?? d.requestTimeoutMs,
     maxAttempts: options.maxAttempts ?? d.maxAttempts,
@@ -149,6 +164,9 @@ export function resolveOptions(options: FusionOptions, logger: Logger): Resolved
     "uploadConcurrency",
     "uploadMemory",
     "namespaceConcurrency",
+    "copyThreshold",
+    "copyPartSize",
+    "copyConcurrency",
     "maxAttempts",
     "cacheSize",
     "requestTimeoutMs",
@@ -160,6 +178,10 @@ export function resolveOptions(options: FusionOptions, logger: Logger): Resolved
     throw bad("partSize", resolved.partSize, "must be a multiple of blockSize");
   if (resolved.uploadPartSize < 5 * MiB)
     throw bad("uploadPartSize", resolved.uploadPartSize, "S3 parts are at least 5 MiB");
+  if (resolved.copyThreshold > 5 * GiB)
+    throw bad("copyThreshold", resolved.copyThreshold, "S3 refuses CopyObject above 5 GiB");
+  if (resolved.copyPartSize < 5 * MiB || resolved.copyPartSize > 5 * GiB)
+    throw bad("copyPartSize", resolved.copyPartSize, "S3 parts are 5 MiB to 5 GiB");
   if (resolved.uploadMemory < resolved.uploadPartSize)
     throw bad("uploadMemory", resolved.uploadMemory, "must hold at least one upload part");
   return resolved;

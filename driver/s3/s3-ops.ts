@@ -15,6 +15,8 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
+import { DriverError, Errno } from "../errors.js";
+import { forEachLimit, Semaphore } from "../util/semaphore.js";
 import { decodeMeta, encodeMeta, type FileMeta } from "./metadata.js";
 import { type RetryPolicy, statusOf, toDriverError, withRetry } from "./retry.js";
 
@@ -33,22 +35,44 @@ export interface ListPage {
   next?: string;
 }
 
-const FIVE_GIB = 5 * 1024 * 1024 * 1024;
+const MiB = 1024 * 1024;
+const MAX_PART = 5 * 1024 * MiB;
+const MAX_PARTS = 10_000;
+
+// When an object is copied by parts and how (see FusionOptions.copyThreshold and the next two).
+export interface CopyLimits {
+  threshold: number;
+  partSize: number;
+  concurrency: number;
+}
+
+const DEFAULT_COPY_LIMITS: CopyLimits = { threshold: MAX_PART, partSize: 512 * MiB, concurrency: 8 };
+
+// The configured part size, raised (to whole MiB) when the object would need over 10,000 parts.
+export function copyPartSizeFor(size: number, configured: number): number {
+  const least = Math.ceil(size / MAX_PARTS / MiB) * MiB;
+  return Math.max(configured, least);
+}
 
 // The object size in a Content-Range answer ("bytes 0-99/1234").
 function totalOf(contentRange: string | undefined): number | undefined {
   const match = /\/(\d+)$/.exec(contentRange ?? "");
   return match ? Number(match[1]) : undefined;
 }
-const COPY_PART = 512 * 1024 * 1024;
 
 // The S3 requests the driver makes, each with bounded, jittered retries and an errno-carrying
 // DriverError on failure. Nothing else in driver/ talks to the SDK directly.
 export class S3Ops {
+  // UploadPartCopy requests in flight, over every multipart copy.
+  private readonly copySlots: Semaphore;
+
   constructor(
     readonly client: S3Client,
     readonly policy: RetryPolicy,
-  ) {}
+    readonly copyLimits: CopyLimits = DEFAULT_COPY_LIMITS,
+  ) {
+    this.copySlots = new Semaphore(copyLimits.concurrency);
+  }
 
   // HEAD; undefined when the object does not exist.
   async head(bucket: string, key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
@@ -349,14 +373,16 @@ export class S3Ops {
     }
   }
 
-  // Server-side copy; `meta` replaces the metadata when given. Multipart copy above 5 GiB.
+  // Server-side copy; `meta` replaces the metadata when given (then the content type is
+  // `contentType`, as with MetadataDirective REPLACE). Above `copyLimits.threshold` bytes (S3 refuses
+  // CopyObject above 5 GiB) a multipart copy.
   async copy(
     from: { bucket: string; key: string; size: number },
     to: { bucket: string; key: string },
     options: { meta?: FileMeta; contentType?: string; signal?: AbortSignal } = {},
   ): Promise<string> {
     const source = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}`;
-    if (from.size > FIVE_GIB) return await this.copyMultipart(source, from.size, to, options);
+    if (from.size > this.copyLimits.threshold) return await this.copyMultipart(from, source, to, options);
     const out = await withRetry(
       `COPY s3://${from.bucket}/${from.key} to s3://${to.bucket}/${to.key}`,
       { ...this.policy, timeoutMs: Math.max(this.policy.timeoutMs, 300_000) },
@@ -377,42 +403,105 @@ export class S3Ops {
     return out.CopyObjectResult?.ETag ?? "";
   }
 
+  // CreateMultipartUpload, UploadPartCopy of each range (pinned to the source's ETag, at most
+  // `copyLimits.concurrency` in flight over all copies), Complete; on any failure the in-flight parts
+  // are cancelled and the upload aborted. Without `meta` the source's metadata and content
+  // headers are carried over, as CopyObject's COPY directive does.
   private async copyMultipart(
+    from: { bucket: string; key: string },
     source: string,
-    size: number,
     to: { bucket: string; key: string },
-    options: { meta?: FileMeta; signal?: AbortSignal },
+    options: { meta?: FileMeta; contentType?: string; signal?: AbortSignal },
   ): Promise<string> {
-    const uploadId = await this.createMultipart(to.bucket, to.key, options.meta, options.signal);
-    const target = { ...to, uploadId };
+    const what = `multipart copy of s3://${from.bucket}/${from.key} to s3://${to.bucket}/${to.key}`;
+    const head = await withRetry(
+      `HEAD s3://${from.bucket}/${from.key}`,
+      this.policy,
+      (s) =>
+        this.client.send(new HeadObjectCommand({ Bucket: from.bucket, Key: from.key }), { abortSignal: s }),
+      options.signal,
+    );
+    const size = head.ContentLength ?? 0;
+    const partSize = copyPartSizeFor(size, this.copyLimits.partSize);
+    if (partSize > MAX_PART)
+      throw new DriverError("DRIVER_NOT_SUPPORTED", `${what}: ${size} bytes need parts above 5 GiB`, {
+        errno: Errno.EFBIG,
+      });
+    const created = await withRetry(
+      `CreateMultipartUpload s3://${to.bucket}/${to.key}`,
+      this.policy,
+      (s) =>
+        this.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: to.bucket,
+            Key: to.key,
+            ...(options.meta
+              ? { Metadata: encodeMeta(options.meta), ContentType: options.contentType }
+              : {
+                  Metadata: head.Metadata,
+                  ContentType: head.ContentType,
+                  CacheControl: head.CacheControl,
+                  ContentDisposition: head.ContentDisposition,
+                  ContentEncoding: head.ContentEncoding,
+                  ContentLanguage: head.ContentLanguage,
+                  Expires: head.Expires,
+                }),
+          }),
+          { abortSignal: s },
+        ),
+      options.signal,
+    );
+    if (!created.UploadId) throw toDriverError(new Error("no UploadId in the answer"), what);
+    const target = { ...to, uploadId: created.UploadId };
+    const ranges: Array<{ n: number; start: number; end: number }> = [];
+    for (let start = 0, n = 1; start < size || n === 1; start += partSize, n++)
+      ranges.push({ n, start, end: Math.min(size, start + partSize) - 1 });
+    // One failed part stops the others at once, and the abort below waits for them to settle.
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const parts: Array<{ PartNumber: number; ETag: string }> = [];
-      // Sequential on purpose: each part is a server-side copy of 512 MiB.
-      for (let start = 0, n = 1; start < size; start += COPY_PART, n++) {
-        const end = Math.min(size, start + COPY_PART) - 1;
-        const out = await withRetry(
-          `UploadPartCopy ${n} to s3://${to.bucket}/${to.key}`,
-          { ...this.policy, timeoutMs: Math.max(this.policy.timeoutMs, 300_000) },
-          (s) =>
-            this.client.send(
-              new UploadPartCopyCommand({
-                Bucket: to.bucket,
-                Key: to.key,
-                UploadId: uploadId,
-                PartNumber: n,
-                CopySource: source,
-                CopySourceRange: `bytes=${start}-${end}`,
-              }),
-              { abortSignal: s },
-            ),
-          options.signal,
-        );
-        parts.push({ PartNumber: n, ETag: out.CopyPartResult?.ETag ?? "" });
-      }
-      return await this.completeMultipart(target, parts, options.signal);
+      const etags: string[] = [];
+      await forEachLimit(ranges, this.copyLimits.concurrency, async (r) => {
+        await this.copySlots.acquire(1, { signal: stop.signal });
+        try {
+          const out = await withRetry(
+            `UploadPartCopy ${r.n} (bytes ${r.start}-${r.end}) to s3://${to.bucket}/${to.key}`,
+            { ...this.policy, timeoutMs: Math.max(this.policy.timeoutMs, 300_000) },
+            (s) =>
+              this.client.send(
+                new UploadPartCopyCommand({
+                  Bucket: to.bucket,
+                  Key: to.key,
+                  UploadId: target.uploadId,
+                  PartNumber: r.n,
+                  CopySource: source,
+                  // An empty source has no byte to name: its one part is the whole (empty) object.
+                  CopySourceRange: size > 0 ? `bytes=${r.start}-${r.end}` : undefined,
+                  CopySourceIfMatch: head.ETag,
+                }),
+                { abortSignal: s },
+              ),
+            stop.signal,
+          );
+          etags[r.n - 1] = out.CopyPartResult?.ETag ?? "";
+        } catch (err) {
+          stop.abort(err);
+          throw err;
+        } finally {
+          this.copySlots.release(1);
+        }
+      });
+      return await this.completeMultipart(
+        target,
+        ranges.map((r) => ({ PartNumber: r.n, ETag: etags[r.n - 1] ?? "" })),
+        options.signal,
+      );
     } catch (err) {
       await this.abortMultipart(target);
-      throw err;
+      throw toDriverError(err, what);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
     }
   }
 

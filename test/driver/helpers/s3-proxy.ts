@@ -1,6 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { Agent, createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
+import {
+  Agent,
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  request,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { nodeEntry } from "../../../common/entry.js";
@@ -12,6 +20,18 @@ export interface ProxiedRequest {
   headers: IncomingHttpHeaders;
   // The status the client got (after If-Match enforcement).
   status?: number;
+  // Set when the proxy answered the request itself instead of forwarding it.
+  served?: "UploadPartCopy";
+  // For a served UploadPartCopy: how many were being served when it arrived (itself included).
+  inFlight?: number;
+}
+
+// What the proxy does beyond forwarding (nothing by default); set with S3Proxy.configure.
+export interface ProxyBehaviour {
+  // Serve UploadPartCopy itself, because s3rver does not implement it (see servePartCopy).
+  uploadPartCopy?: boolean;
+  // Answer `status` to every UploadPartCopy of these part numbers, without copying.
+  failPartCopy?: { partNumbers: number[]; status: number };
 }
 
 // The proxy's HTTP server (run by s3-proxy-child.ts: see S3Proxy). Every request, once
@@ -19,11 +39,17 @@ export interface ProxiedRequest {
 export class S3ProxyServer {
   private server: Server | undefined;
   private readonly agent = new Agent({ keepAlive: true });
+  private behaviour: ProxyBehaviour = {};
+  private partCopies = 0;
 
   constructor(
     private readonly upstream: string,
     private readonly onRecord: (r: ProxiedRequest) => void,
   ) {}
+
+  configure(behaviour: ProxyBehaviour): void {
+    this.behaviour = behaviour;
+  }
 
   // Listens on a free loopback port and returns it.
   async start(): Promise<number> {
@@ -31,6 +57,16 @@ export class S3ProxyServer {
     const server = createServer((req, res) => {
       const seen: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers };
       res.on("close", () => this.onRecord(seen));
+      if (this.behaviour.uploadPartCopy && isUploadPartCopy(req)) {
+        seen.served = "UploadPartCopy";
+        seen.inFlight = ++this.partCopies;
+        res.on("close", () => this.partCopies--);
+        this.servePartCopy(req, res, seen).catch((err: unknown) => {
+          seen.status = 500;
+          sendError(res, 500, "InternalError", `test proxy: ${(err as Error).message}`);
+        });
+        return;
+      }
       const upstream = request(
         {
           host: target.hostname,
@@ -82,6 +118,104 @@ export class S3ProxyServer {
     return (server.address() as AddressInfo).port;
   }
 
+  // UploadPartCopy as S3 does it, with the data going through the real server: a GET of the
+  // source range (checked against x-amz-copy-source-if-match, and the range against the
+  // source's size), then that body as UploadPart of the same upload, answered with
+  // CopyPartResult. Upstream requests are unsigned (s3rver accepts them).
+  private async servePartCopy(
+    req: IncomingMessage,
+    res: ServerResponse,
+    seen: ProxiedRequest,
+  ): Promise<void> {
+    req.resume();
+    const url = new URL(req.url ?? "", "http://proxy");
+    const partNumber = Number(url.searchParams.get("partNumber"));
+    const fail = this.behaviour.failPartCopy;
+    if (fail?.partNumbers.includes(partNumber)) {
+      seen.status = fail.status;
+      return sendError(res, fail.status, "InternalError", `test proxy: part ${partNumber} fails`);
+    }
+    const source = String(req.headers["x-amz-copy-source"]).replace(/^\//, "").split("?")[0];
+    const wantedRange = req.headers["x-amz-copy-source-range"] as string | undefined;
+    const got = await this.upstreamCall("GET", `/${source}`, wantedRange ? { range: wantedRange } : {});
+    if (got.status === 404) {
+      seen.status = 404;
+      return sendError(res, 404, "NoSuchKey", "The specified key does not exist.");
+    }
+    if (got.status >= 300) {
+      seen.status = got.status;
+      return sendError(res, got.status, "InternalError", `source GET answered ${got.status}`);
+    }
+    const ifMatch = req.headers["x-amz-copy-source-if-match"] as string | undefined;
+    if (ifMatch !== undefined && !etagMatches(ifMatch, got.headers.etag)) {
+      seen.status = 412;
+      return sendError(
+        res,
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+      );
+    }
+    if (wantedRange) {
+      const asked = /^bytes=(\d+)-(\d+)$/.exec(wantedRange);
+      const total = Number(/\/(\d+)$/.exec(String(got.headers["content-range"]))?.[1] ?? got.body.length);
+      if (!asked || Number(asked[1]) > Number(asked[2]) || Number(asked[2]) >= total) {
+        seen.status = 400;
+        return sendError(
+          res,
+          400,
+          "InvalidArgument",
+          `Range ${wantedRange} is not valid for a source of ${total} bytes`,
+        );
+      }
+    }
+    const put = await this.upstreamCall(
+      "PUT",
+      req.url ?? "",
+      { "content-length": String(got.body.length) },
+      got.body,
+    );
+    if (put.status !== 200) {
+      seen.status = put.status;
+      res.writeHead(put.status, { "content-type": "application/xml", "content-length": put.body.length });
+      return void res.end(put.body);
+    }
+    const etag = String(put.headers.etag ?? "").replace(/"/g, "&quot;");
+    const body = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult><LastModified>${new Date().toISOString()}</LastModified><ETag>${etag}</ETag></CopyPartResult>`;
+    seen.status = 200;
+    res.writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  // One unsigned request to the upstream server, its body read whole (parts are small here).
+  private async upstreamCall(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: Buffer,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+    const target = new URL(this.upstream);
+    return await new Promise((resolve, reject) => {
+      const r = request(
+        { host: target.hostname, port: target.port, method, path, headers, agent: this.agent },
+        (answer) => {
+          const chunks: Buffer[] = [];
+          answer.on("data", (c: Buffer) => chunks.push(c));
+          answer.on("error", reject);
+          answer.on("end", () =>
+            resolve({
+              status: answer.statusCode ?? 502,
+              headers: answer.headers,
+              body: Buffer.concat(chunks),
+            }),
+          );
+        },
+      );
+      r.on("error", reject);
+      r.end(body);
+    });
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
@@ -90,6 +224,20 @@ export class S3ProxyServer {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+// PUT /<bucket>/<key>?partNumber=N&uploadId=U with x-amz-copy-source.
+function isUploadPartCopy(req: IncomingMessage): boolean {
+  if (req.method !== "PUT" || req.headers["x-amz-copy-source"] === undefined) return false;
+  const query = new URL(req.url ?? "", "http://proxy").searchParams;
+  return query.has("partNumber") && query.has("uploadId");
+}
+
+// An S3 error answer.
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>s3proxy</RequestId></Error>`;
+  res.writeHead(status, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 // `If-Match` holds one ETag, a list, or `*`.
@@ -108,6 +256,8 @@ function etagMatches(wanted: string, actual: string | undefined): boolean {
 // half served. Signatures stay valid because requests go upstream unchanged (Host included).
 // Its own process because the test process blocks in spawn() while a child chdirs into the
 // mount, and the mount's lookups need the proxy to answer.
+// Opt-in (configure): it serves UploadPartCopy, which s3rver lacks, by a ranged GET and an
+// UploadPart on s3rver; the bytes go through the real server (an emulated API, not a mock).
 export class S3Proxy {
   readonly requests: ProxiedRequest[] = [];
   private child: ChildProcess | undefined;
@@ -148,6 +298,14 @@ export class S3Proxy {
     const n = ++this.syncs;
     const done = new Promise<void>((resolve) => this.synced.set(n, resolve));
     this.child?.stdin?.write(`${n}\n`);
+    await done;
+  }
+
+  // Changes what the proxy does beyond forwarding; resolves once it applies.
+  async configure(behaviour: ProxyBehaviour): Promise<void> {
+    const n = ++this.syncs;
+    const done = new Promise<void>((resolve) => this.synced.set(n, resolve));
+    this.child?.stdin?.write(`${JSON.stringify({ sync: n, behaviour })}\n`);
     await done;
   }
 
