@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "../../common/log.js";
+import { CacheWriter } from "./cache-writer.js";
 
 // Identifies one cached block: a block of one version (ETag) of one object.
 export interface BlockKey {
@@ -35,6 +36,7 @@ export class BlockCache {
   // Subdirectories known to exist (a mkdir per block showed in profiles).
   private readonly dirs = new Set<string>();
   private readonly maxPendingBytes: number;
+  private readonly writer = new CacheWriter();
 
   constructor(private readonly options: BlockCacheOptions) {
     this.maxPendingBytes = options.maxPendingBytes ?? 256 * 1024 * 1024;
@@ -95,39 +97,44 @@ export class BlockCache {
     return data;
   }
 
-  // Stores a block in the background (skipped when writes are already behind).
-  put(k: BlockKey, data: Buffer): void {
+  // Stores a block in the background, through the writer thread (skipped when writes are
+  // already behind). `data` must stay unchanged until `done` is called, which happens exactly
+  // once, whether the block was written, skipped or failed.
+  put(k: BlockKey, data: Buffer, done?: () => void): void {
     const name = this.nameOf(k);
-    if (this.index.has(name) || data.length + HEADER > this.options.maxBytes) return;
-    if (this.pendingBytes + data.length > this.maxPendingBytes) return;
-    const header = Buffer.alloc(HEADER);
-    header.writeUInt32LE(crc32(data), 0);
-    header.writeUInt32LE(data.length, 4);
+    if (
+      this.index.has(name) ||
+      data.length + HEADER > this.options.maxBytes ||
+      this.pendingBytes + data.length > this.maxPendingBytes
+    ) {
+      done?.();
+      return;
+    }
     const path = this.pathOf(name);
+    const sub = name.slice(0, 2);
+    const dir = this.dirs.has(sub) ? undefined : join(this.options.dir, sub);
+    this.dirs.add(sub);
     this.pendingBytes += data.length;
-    const work = (async () => {
-      try {
-        const sub = name.slice(0, 2);
-        if (!this.dirs.has(sub)) {
-          await mkdir(join(this.options.dir, sub), { recursive: true });
-          this.dirs.add(sub);
-        }
-        // writev: no copy of the block just to prepend its header.
-        const file = await open(path, "w");
-        try {
-          const { bytesWritten } = await file.writev([header, data]);
-          if (bytesWritten !== header.length + data.length)
-            await writeFile(path, Buffer.concat([header, data]));
-        } finally {
-          await file.close();
-        }
-        this.index.set(name, data.length + HEADER);
-      } catch (err) {
-        this.options.logger.warn({ err, path }, "could not write a cache block");
-      } finally {
+    let shared = data;
+    if (!(data.buffer instanceof SharedArrayBuffer)) {
+      shared = Buffer.from(new SharedArrayBuffer(data.length));
+      data.copy(shared);
+    }
+    const work = this.writer
+      .write(path, shared, dir)
+      .then(
+        () => {
+          this.index.set(name, data.length + HEADER);
+        },
+        (err: unknown) => {
+          if (dir) this.dirs.delete(sub);
+          this.options.logger.warn({ err, path }, "could not write a cache block");
+        },
+      )
+      .finally(() => {
         this.pendingBytes -= data.length;
-      }
-    })();
+        done?.();
+      });
     this.track(work);
   }
 
@@ -139,6 +146,7 @@ export class BlockCache {
   // Waits for background writes; with `remove`, deletes the directory too.
   async close(options: { remove?: boolean } = {}): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.writer.close();
     if (options.remove) await rm(this.options.dir, { recursive: true, force: true });
   }
 }

@@ -6,6 +6,7 @@ import { DriverError } from "../errors.js";
 import { backoffMs, isRetryable, sleep, toDriverError } from "../s3/retry.js";
 import type { S3Ops } from "../s3/s3-ops.js";
 import { Semaphore } from "../util/semaphore.js";
+import { BlockPool } from "./block-pool.js";
 
 // One version of one object: every range read for an open file names the same ETag.
 export interface ObjectVersion {
@@ -67,6 +68,8 @@ class PendingBlock {
 // maxConcurrentGets at once, readers ahead of prefetch).
 export class BlockSource {
   private readonly memory: LRUCache<string, Buffer>;
+  // Buffers of fetched blocks; the memory LRU and cache writes hold them (see BlockPool).
+  private readonly pool: BlockPool;
   private readonly inflight = new Map<string, PendingBlock>();
   private inflightBytes = 0;
   private readonly gets: Semaphore;
@@ -78,9 +81,12 @@ export class BlockSource {
   readonly stats = { memoryHits: 0, inflightHits: 0, diskHits: 0, fetchedBlocks: 0, gets: 0 };
 
   constructor(private readonly o: BlockSourceOptions) {
+    const memoryBytes = Math.max(o.blockSize, Math.floor(o.readMemory / 2));
+    this.pool = new BlockPool(o.blockSize);
     this.memory = new LRUCache<string, Buffer>({
-      maxSize: Math.max(o.blockSize, Math.floor(o.readMemory / 2)),
+      maxSize: memoryBytes,
       sizeCalculation: (b) => Math.max(1, b.length),
+      dispose: (data) => this.pool.release(data),
     });
     this.gets = new Semaphore(o.maxConcurrentGets);
   }
@@ -191,7 +197,7 @@ export class BlockSource {
     const blocks: PendingBlock[] = [];
     for (let i = first; i < Math.min(total, first + Math.max(1, maxBlocks)); i++) {
       if (i > first && this.present(obj, i)) break;
-      const block = new PendingBlock(Buffer.allocUnsafe(this.blockLength(obj, i)));
+      const block = new PendingBlock(this.pool.take(this.blockLength(obj, i)));
       this.inflight.set(this.id(obj, i), block);
       this.inflightBytes += block.data.length;
       blocks.push(block);
@@ -232,10 +238,13 @@ export class BlockSource {
         }
         const index = first + settled;
         const id = this.id(obj, index);
-        this.memory.set(id, block.data);
         this.inflight.delete(id);
         this.inflightBytes -= block.data.length;
-        this.o.cache.put({ ...obj, index }, block.data);
+        // The fetch's hold passes to the cache write; the memory LRU takes one of its own.
+        this.pool.hold(block.data);
+        this.memory.set(id, block.data);
+        const data = block.data;
+        this.o.cache.put({ ...obj, index }, data, () => this.pool.release(data));
         block.progress();
         settled++;
       }
@@ -274,6 +283,7 @@ export class BlockSource {
           this.inflightBytes -= block.data.length;
         }
         block.fail(err);
+        this.pool.release(block.data);
       }
       throw err;
     }
@@ -341,6 +351,7 @@ export class BlockSource {
     this.closed = true;
     while (this.runs.size > 0) await Promise.allSettled([...this.runs]);
     this.memory.clear();
+    this.pool.clear();
   }
 }
 
