@@ -52,20 +52,26 @@ parentPort.on("message", (m) => {
       }
       parentPort.postMessage({ id: m.id, hashes, buffer: m.buffer }, [m.buffer]);
     } else if (m.op === "compressMany") {
-      const objects = [];
+      // Every stored object (header room + payload) back to back in one buffer, and the
+      // input buffer handed back for reuse: two transfers per batch, not one per chunk.
+      const payloads = [];
       const codecs = [];
       for (const i of m.indices) {
         const o = i * m.chunkSize;
         const data = Buffer.from(m.buffer, o, Math.min(m.length, o + m.chunkSize) - o);
         const packed = compressor.compress(data);
         const codec = packed.length < data.length ? 1 : 0;
-        const payload = codec === 1 ? packed : data;
-        const object = Buffer.allocUnsafeSlow(HEADER + payload.length);
-        payload.copy(object, HEADER);
-        objects.push(object.buffer);
+        payloads.push(codec === 1 ? packed : data);
         codecs.push(codec);
       }
-      parentPort.postMessage({ id: m.id, objects, codecs }, objects);
+      const lengths = payloads.map((p) => HEADER + p.length);
+      const out = Buffer.allocUnsafeSlow(lengths.reduce((n, x) => n + x, 0));
+      let at = 0;
+      for (const p of payloads) {
+        p.copy(out, at + HEADER);
+        at += HEADER + p.length;
+      }
+      parentPort.postMessage({ id: m.id, objects: out.buffer, lengths, codecs, buffer: m.buffer }, [out.buffer, m.buffer]);
     } else if (m.op === "encode") {
       const data = Buffer.from(m.buffer, 0, m.length);
       const hash = createHash("sha256").update(data).digest("hex");
@@ -172,15 +178,15 @@ export class CodecPool {
     return { hashes: r.hashes as string[], buffer: r.buffer as ArrayBuffer };
   }
 
-  // Compresses the pieces `indices` of `buffer` (transferred) in one message: one stored
-  // object each, in the order of `indices`.
+  // Compresses the pieces `indices` of `buffer` (transferred, and handed back for reuse) in
+  // one message: one stored object each, in the order of `indices`, all views of one buffer.
   async compressMany(
     buffer: ArrayBuffer,
     length: number,
     chunkSize: number,
     indices: number[],
     signal?: AbortSignal,
-  ): Promise<{ codec: ChunkCodecValue; object: Buffer }[]> {
+  ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: ArrayBuffer }> {
     let r: Record<string, unknown>;
     try {
       r = await this.run({ op: "compressMany", buffer, length, chunkSize, indices }, [buffer], signal);
@@ -190,9 +196,16 @@ export class CodecPool {
         cause: err,
       });
     }
-    const objects = r.objects as ArrayBuffer[];
+    const objects = r.objects as ArrayBuffer;
+    const lengths = r.lengths as number[];
     const codecs = r.codecs as ChunkCodecValue[];
-    return objects.map((o, i) => ({ codec: codecs[i] as ChunkCodecValue, object: Buffer.from(o) }));
+    let at = 0;
+    const encoded = lengths.map((length, i) => {
+      const object = Buffer.from(objects, at, length);
+      at += length;
+      return { codec: codecs[i] as ChunkCodecValue, object };
+    });
+    return { encoded, buffer: r.buffer as ArrayBuffer };
   }
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).

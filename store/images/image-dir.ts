@@ -1,4 +1,3 @@
-import { createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { emptyStats } from "../chunk/chunk-stats.js";
@@ -28,12 +27,7 @@ export async function uploadImageDir(
     entries.sort(),
     options.concurrency ?? 4,
     async (name) => {
-      const result = await store.writeFrom(
-        createReadStream(join(dir, name), { highWaterMark: 1024 * 1024 }),
-        {
-          signal: options.signal,
-        },
-      );
+      const result = await store.writeFile(join(dir, name), { signal: options.signal });
       images[name] = result.file;
       for (const key of Object.keys(stats) as (keyof ChunkStats)[]) stats[key] += result.stats[key];
     },

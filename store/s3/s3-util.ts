@@ -135,3 +135,16 @@ export async function withRetries<T>(
     }
   }
 }
+
+// A build-step middleware that gives SigV4 the request's payload hash (hex SHA-256 of the
+// body) instead of letting the signer hash the body on the event loop. The signer takes an
+// x-amz-content-sha256 header as given (@smithy/signature-v4 getPayloadHash), and S3
+// rejects a body that does not match it.
+export function withPayloadHash(sha256Hex: string) {
+  return <A extends { request: unknown }, R>(next: (args: A) => Promise<R>) =>
+    async (args: A): Promise<R> => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers) request.headers["x-amz-content-sha256"] = sha256Hex;
+      return await next(args);
+    };
+}

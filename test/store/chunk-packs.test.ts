@@ -1,6 +1,6 @@
 // Packs: new chunks stored back to back in pack objects (schema 2) instead of one object
 // per chunk. Real s3rver; every figure the tests rely on is read back from S3.
-import { randomBytes } from "node:crypto";
+import { createHash, createHmac, type Hash, type Hmac, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -254,6 +254,89 @@ describe("ChunkStore retries", () => {
       expect((await readAll(fresh, file)).equals(data)).toBe(true);
       await fresh.close();
       expect(injected).toBeGreaterThan(2);
+    } finally {
+      await store.close();
+      client.destroy();
+    }
+  });
+});
+
+// The SDK's SHA-256 (signing keys and payload hashes), counting the bodies it hashes.
+let bodiesHashedBySdk = 0;
+class CountingSha256 {
+  private hash: Hash | Hmac;
+  constructor(private readonly secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash = this.make();
+  }
+  private make(): Hash | Hmac {
+    const key = this.secret;
+    if (key === undefined) return createHash("sha256");
+    return createHmac(
+      "sha256",
+      typeof key === "string"
+        ? key
+        : ArrayBuffer.isView(key)
+          ? Buffer.from(key.buffer, key.byteOffset, key.byteLength)
+          : Buffer.from(key),
+    );
+  }
+  update(data: Uint8Array): void {
+    if (data.length >= 64 * 1024) bodiesHashedBySdk++;
+    this.hash.update(data);
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset(): void {
+    this.hash = this.make();
+  }
+}
+
+describe("ChunkStore pack uploads", () => {
+  it("signs each pack with the SHA-256 of its body, given to the signer by the store (hashed in a codec worker)", async () => {
+    const client = new S3Client({
+      endpoint: s3.server.endpoint,
+      forcePathStyle: true,
+      region: "us-east-1",
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+      maxAttempts: 1,
+      sha256: CountingSha256,
+    });
+    bodiesHashedBySdk = 0;
+    // Looks at each PUT after signing, as it goes on the wire.
+    const puts: { key: string; declared: string | undefined; actual: string; signed: boolean }[] = [];
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as {
+          method?: string;
+          path?: string;
+          headers: Record<string, string>;
+          body?: unknown;
+        };
+        if (request.method === "PUT" && Buffer.isBuffer(request.body)) {
+          puts.push({
+            key: request.path ?? "",
+            declared: request.headers["x-amz-content-sha256"],
+            actual: createHash("sha256").update(request.body).digest("hex"),
+            signed: /SignedHeaders=[^,]*x-amz-content-sha256/.test(request.headers.authorization ?? ""),
+          });
+        }
+        return next(args);
+      },
+      { step: "finalizeRequest", name: "recordPuts", priority: "low" },
+    );
+
+    const prefix = `packs${counter++}/chunks/`;
+    const store = new ChunkStore({ client, bucket: s3.bucket, prefix, chunkSize: 64 * 1024, packSize: MiB });
+    try {
+      await writeFile(store, randomBytes(3 * MiB));
+      expect(puts.length).toBeGreaterThanOrEqual(3);
+      // The signer hashed no body itself (the store gave it the hash).
+      expect(bodiesHashedBySdk).toBe(0);
+      for (const put of puts) {
+        expect(put.declared).toBe(put.actual);
+        expect(put.signed).toBe(true);
+      }
     } finally {
       await store.close();
       client.destroy();
