@@ -8,6 +8,9 @@ import { forEachBounded } from "../util/for-each-bounded.js";
 // "full": download, decompress and hash every chunk.
 export type VerifyMode = "none" | "quick" | "full";
 
+// From this many packs on, quick verify lists the chunk prefix instead of HEADing each.
+const LIST_FROM_PACKS = 32;
+
 // Throws the first missing (SNAPSHOT_MISSING_CHUNK) or damaged (SNAPSHOT_CORRUPT_CHUNK)
 // chunk of `manifest`, naming it and the generation.
 export async function verifyManifest(
@@ -24,8 +27,19 @@ export async function verifyManifest(
   if (options.mode === "quick") {
     const ids = new Set<string>();
     for (const ref of chunks.values()) if (ref.pack !== undefined) ids.add(ref.pack);
+    // Many packs: a listing of the chunk prefix gives their sizes 1,000 to a request (a
+    // 4 GiB task has about 370 packs; HEADing them took s3rver 1.6 s here). The listing
+    // stops once it has read four times as many objects as there are packs (a store
+    // shared with much more), and whatever it did not show is HEADed.
+    if (ids.size >= LIST_FROM_PACKS) {
+      let seen = 0;
+      for await (const object of store.listChunks(options.signal ? { signal: options.signal } : {})) {
+        if (ids.has(object.hash)) packs.set(object.hash, Promise.resolve(object.size));
+        if (++seen >= ids.size * 4) break;
+      }
+    }
     await forEachBounded(
-      ids,
+      [...ids].filter((id) => !packs.has(id)),
       options.concurrency,
       async (id) => {
         const head = store.headChunk(id, options.signal);

@@ -198,6 +198,47 @@ describe("ChunkStore packs", () => {
     }
   });
 
+  it("quick-verifies many packs from a listing, and still names a missing or truncated one", async () => {
+    const root = `packs${counter++}/.snapshots/`;
+    // 64 KiB packs of 16 KiB chunks: about 48 packs, above the listing threshold.
+    const store = newStore(`${root}chunks/`, { chunkSize: 16 * 1024, packSize: 64 * 1024 });
+    const repo = new SnapshotRepository({ store, root, task: "t-1" });
+    const heads: string[] = [];
+    const watch = (next: (args: unknown) => Promise<unknown>) => async (args: unknown) => {
+      const input = (args as { input: { Key?: string } }).input;
+      heads.push(input.Key ?? "");
+      return await next(args);
+    };
+    try {
+      const g1 = await commitGeneration(repo, { "pages-1.img": randomBytes(3 * MiB) });
+      const packs = [
+        ...new Set(Object.values(g1.images).flatMap((f) => f.chunks.map((c) => c.pack as string))),
+      ];
+      expect(packs.length).toBeGreaterThanOrEqual(32);
+      s3.client.middlewareStack.add(watch as never, { step: "initialize", name: "watchHeads" });
+      try {
+        await repo.verify(g1, "quick");
+        expect(heads.filter((k) => packs.some((p) => k.endsWith(p)))).toEqual([]);
+        // A truncated pack: the listing's size gives it away.
+        const victim = packs[5] as string;
+        const bytes = await getBytes(store.keyOf(victim));
+        await s3.client.send(
+          new PutObjectCommand({ Bucket: s3.bucket, Key: store.keyOf(victim), Body: bytes.subarray(0, 10) }),
+        );
+        await expect(repo.verify(g1, "quick")).rejects.toMatchObject({ code: "SNAPSHOT_CORRUPT_CHUNK" });
+        // A missing pack: not in the listing, and a HEAD confirms it is gone.
+        await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: store.keyOf(victim) }));
+        heads.length = 0;
+        await expect(repo.verify(g1, "quick")).rejects.toMatchObject({ code: "SNAPSHOT_MISSING_CHUNK" });
+        expect(heads.filter((k) => k.endsWith(victim)).length).toBe(1);
+      } finally {
+        s3.client.middlewareStack.remove("watchHeads");
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it("refuses to commit a manifest whose pack is not in the store", async () => {
     const root = `packs${counter++}/.snapshots/`;
     const store = newStore(`${root}chunks/`);
