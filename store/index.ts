@@ -36,4 +36,5 @@ export type {
   ChunkRef,
   ChunkStoreLike,
   ChunkWriter,
+  QuickHashedFile,
 } from "./types.js";

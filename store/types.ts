@@ -22,6 +22,13 @@ export interface ChunkedFile {
   chunks: ChunkRef[];
 }
 
+// A file as a writer chunked it, with the quick hash (16 bytes, see CodecPool.hashMany) of
+// each chunk in order: what the next generation's writer of the same file compares with,
+// to skip the SHA-256 of chunks that did not change. Valid only within one ChunkStore.
+export interface QuickHashedFile extends ChunkedFile {
+  quick: Buffer;
+}
+
 export interface ChunkOpOptions {
   signal?: AbortSignal;
 }
@@ -67,6 +74,9 @@ export interface ChunkStats {
   chunksDeduplicated: number;
   // Uncompressed bytes of those deduplicated chunks.
   bytesDeduplicated: number;
+  // Of the deduplicated chunks, those found unchanged since the previous generation by
+  // their quick hash (no SHA-256 computed; see ChunkWriterOptions.quick).
+  chunksUnchanged: number;
 }
 
 // A ChunkWriter that reports its counters (what store/'s ChunkStore returns).

@@ -2,7 +2,7 @@ import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { basename, join } from "node:path";
 import { MANIFEST_SCHEMA_VERSION, type Manifest, uploadImageDir } from "../../store/index.js";
-import type { ChunkedFile } from "../../store/types.js";
+import type { ChunkedFile, QuickHashedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
 import { detectCriuFeatures, predumpStatus } from "../runner/features.js";
 import { createPostDumpHook } from "../runner/post-dump-hook.js";
@@ -23,6 +23,10 @@ export interface CheckpointContext extends RestoreContext {
   cpuinfo: () => Promise<string | null>;
   // Where CRIU writes the images (see SnapshotEngineOptions.staging).
   staging: "auto" | "local" | "mount";
+  // The images of the last generation this engine committed, with their chunks' quick
+  // hashes: the next checkpoint skips the SHA-256 of every chunk whose quick hash is
+  // unchanged at the same place (updated here after each commit).
+  quickMemo: { generation?: number; files?: Record<string, QuickHashedFile> };
 }
 
 export interface CheckpointTarget {
@@ -155,9 +159,18 @@ export async function checkpointTask(
   const freezeMs = performance.now() - freezeStart;
 
   const uploadStart = performance.now();
+  const memo = ctx.quickMemo;
+  const previous = parentGeneration !== null && memo.generation === parentGeneration ? memo.files : undefined;
+  let quickHashed: Record<string, QuickHashedFile> | undefined;
   const images = local
-    ? await uploadImageDir(ctx.store, imagesDir, signal ? { signal } : {}).then(
-        (r) => r.images,
+    ? await uploadImageDir(ctx.store, imagesDir, {
+        ...(signal ? { signal } : {}),
+        quick: previous ? { previous } : {},
+      }).then(
+        (r) => {
+          quickHashed = r.quickHashed;
+          return r.images;
+        },
         async (err: unknown) => {
           await rm(imagesDir, { recursive: true, force: true });
           throw new CriuError(
@@ -209,6 +222,9 @@ export async function checkpointTask(
   };
   manifest.timings.totalMs = Math.round(performance.now() - started);
   await ctx.repo.commit(manifest, { signal });
+  const chunksUnchanged = ctx.store.stats.chunksUnchanged - before.chunksUnchanged;
+  memo.generation = generation;
+  memo.files = quickHashed;
   ctx.logger.info(
     {
       task: target.spec.id,
@@ -217,7 +233,10 @@ export async function checkpointTask(
       staging: local ? "local" : "mount",
       predump: predumpStatus(features),
       freezeMs: manifest.timings.freezeMs,
+      uploadMs: manifest.timings.uploadMs,
+      totalMs: manifest.timings.totalMs,
       bytes: manifest.bytes,
+      chunksUnchanged,
     },
     "checkpoint committed",
   );
@@ -230,6 +249,7 @@ export async function checkpointTask(
     totalMs: manifest.timings.totalMs,
     bytesLogical: logical,
     bytesUploaded: manifest.bytes.uploaded,
+    chunksUnchanged,
     taskRuntimeMs,
   };
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { DeleteObjectsCommand, type S3Client } from "@aws-sdk/client-s3";
 import { type Logger, silentLogger } from "../../common/log.js";
 import type { FusionMount } from "../../driver/index.js";
-import { ChunkStore, SnapshotRepository } from "../../store/index.js";
+import { ChunkStore, type QuickHashedFile, SnapshotRepository } from "../../store/index.js";
 import { CriuError } from "../errors.js";
 import { namespaceInit, pidNamespacePrefix } from "../runner/pidns.js";
 import { checkpointTask } from "./checkpoint.js";
@@ -75,6 +75,8 @@ export class SnapshotEngine implements SnapshotEngineLike {
     | undefined;
   private cpuinfo: Promise<string | null> | undefined;
   private busy = false;
+  // The last committed generation's images with their quick hashes (see CheckpointContext).
+  private readonly quickMemo: { generation?: number; files?: Record<string, QuickHashedFile> } = {};
 
   constructor(options: SnapshotEngineOptions) {
     this.options = options;
@@ -170,6 +172,7 @@ export class SnapshotEngine implements SnapshotEngineLike {
           clock: this.clock,
           cpuinfo: () => this.cpuinfo as Promise<string | null>,
           staging: this.options.staging ?? "auto",
+          quickMemo: this.quickMemo,
         },
         current,
         {

@@ -56,6 +56,9 @@ export interface CheckpointResult {
   // Bytes of images written by CRIU, and bytes actually uploaded after dedup and compression.
   bytesLogical: number;
   bytesUploaded: number;
+  // Chunks taken from the parent generation on their quick hash, without a SHA-256 (0 for
+  // a first checkpoint, after a restore, or when staged through the mount).
+  chunksUnchanged: number;
   // The task's accumulated compute time at the freeze (for "time saved").
   taskRuntimeMs: number;
 }

@@ -10,5 +10,6 @@ export function emptyStats(): ChunkStats {
     bytesUploaded: 0,
     chunksDeduplicated: 0,
     bytesDeduplicated: 0,
+    chunksUnchanged: 0,
   };
 }

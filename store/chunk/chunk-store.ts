@@ -20,7 +20,7 @@ import {
   withPayloadHash,
   withRetries,
 } from "../s3/s3-util.js";
-import type { ChunkedFile, ChunkRef, ChunkStoreLike } from "../types.js";
+import type { ChunkedFile, ChunkRef, ChunkStoreLike, QuickHashedFile } from "../types.js";
 import { raceSignal } from "../util/race-signal.js";
 import {
   CHUNK_HEADER_BYTES,
@@ -196,7 +196,7 @@ export class ChunkStore implements ChunkStoreLike {
   async writeFile(
     path: string,
     options: ChunkWriterOptions = {},
-  ): Promise<{ file: ChunkedFile; stats: ChunkStats }> {
+  ): Promise<{ file: ChunkedFile; stats: ChunkStats; quickHashed?: QuickHashedFile }> {
     const writer = this.createWriter(options);
     try {
       const handle = await open(path, "r");
@@ -208,7 +208,9 @@ export class ChunkStore implements ChunkStoreLike {
       } finally {
         await handle.close();
       }
-      return { file: await writer.finish(options), stats: { ...writer.stats } };
+      const file = await writer.finish(options);
+      const quickHashed = writer.quickHashed;
+      return { file, stats: { ...writer.stats }, ...(quickHashed ? { quickHashed } : {}) };
     } catch (err) {
       await writer.abort(err);
       throw err;
@@ -242,17 +244,33 @@ export class ChunkStore implements ChunkStoreLike {
   // one worker message, then compresses (in one more) only those the store does not know.
   // Returns, per chunk, its deduplicated reference or its encoded form for putIfAbsent, and
   // `buffer` handed back for reuse.
+  // With `quick`, also the batch's quick hashes; a chunk whose quick hash equals
+  // quick.previous's at its index (where quick.usable says so) is quick.refs's chunk there.
   async encodeBatch(
     buffer: ArrayBuffer,
     length: number,
     signal?: AbortSignal,
-  ): Promise<{ results: ({ known: StagedChunk } | { encoded: EncodedChunk })[]; buffer: ArrayBuffer }> {
+    quick?: { previous?: Buffer; usable?: boolean[]; refs?: (ChunkRef | undefined)[] },
+  ): Promise<{
+    results: ({ known: StagedChunk } | { encoded: EncodedChunk })[];
+    buffer: ArrayBuffer;
+    quick?: Buffer;
+  }> {
     const s = this.combine(signal);
-    const { hashes, buffer: back } = await this.pool.hashMany(buffer, length, this.chunkSize, s);
+    const {
+      hashes,
+      buffer: back,
+      quick: quickHashes,
+    } = await this.pool.hashMany(buffer, length, this.chunkSize, s, quick);
     const out: ({ known: StagedChunk } | { encoded: EncodedChunk } | undefined)[] = [];
     const unknown: number[] = [];
     for (const [i, hash] of hashes.entries()) {
       const size = Math.min(this.chunkSize, length - i * this.chunkSize);
+      const same = hash === "" ? quick?.refs?.[i] : undefined;
+      if (same) {
+        out.push({ known: { uploaded: false, ref: same, durable: Promise.resolve() } });
+        continue;
+      }
       const known = this.packed.get(hash);
       if (known) {
         out.push({ known: fromPack(hash, size, known) });
@@ -270,7 +288,11 @@ export class ChunkStore implements ChunkStoreLike {
         out[i] = { encoded: { hash: hashes[i] as string, codec: e.codec, object: e.object } };
       }
     }
-    return { results: out as ({ known: StagedChunk } | { encoded: EncodedChunk })[], buffer: returned };
+    return {
+      results: out as ({ known: StagedChunk } | { encoded: EncodedChunk })[],
+      buffer: returned,
+      ...(quickHashes ? { quick: quickHashes } : {}),
+    };
   }
 
   // Stores an encoded chunk unless the store has it: as an object of its own, or appended

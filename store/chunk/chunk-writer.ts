@@ -1,6 +1,12 @@
 import { setMaxListeners } from "node:events";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
-import type { ChunkedFile, ChunkOpOptions, ChunkRef, CountingChunkWriter } from "../types.js";
+import type {
+  ChunkedFile,
+  ChunkOpOptions,
+  ChunkRef,
+  CountingChunkWriter,
+  QuickHashedFile,
+} from "../types.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
 import type { ChunkStore, StagedChunk } from "./chunk-store.js";
@@ -8,6 +14,10 @@ import type { ChunkStore, StagedChunk } from "./chunk-store.js";
 export interface ChunkWriterOptions {
   // Cancels this writer's work (as abort()).
   signal?: AbortSignal;
+  // Collect the chunks' quick hashes (see quickHashed), and where `previous` (this file as
+  // the same store wrote it last time) has an equal one at the same index and size, reuse
+  // its chunk without hashing it. Stores with packs only.
+  quick?: { previous?: QuickHashedFile };
 }
 
 // Cuts one file into fixed-size chunks and hands each to the store's pool and uploader.
@@ -31,6 +41,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   // page-faulted in every byte written and kept the garbage collector busy (together about
   // a third of the main thread of a 4 GiB incremental).
   private readonly spare: ArrayBuffer[] = [];
+  // Quick hashes by the chunk index their batch starts at (batches finish out of order).
+  private readonly quick?: { previous?: QuickHashedFile; parts: Map<number, Buffer> };
 
   constructor(
     private readonly store: ChunkStore,
@@ -43,6 +55,14 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     // Every chunk in flight listens on it (pool job, S3 request): bounded by maxBufferedBytes.
     setMaxListeners(0, this.signal);
     this.current = this.newBuffer();
+    if (options.quick && store.packSize > 0) this.quick = { ...options.quick, parts: new Map() };
+  }
+
+  // The finished file with its chunks' quick hashes (undefined without the quick option).
+  get quickHashed(): QuickHashedFile | undefined {
+    if (!this.quick || this.state !== "finished") return undefined;
+    const parts = [...this.quick.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b);
+    return { size: this.total, chunks: this.refs.slice(), quick: Buffer.concat(parts) };
   }
 
   private newBuffer(): Buffer {
@@ -174,7 +194,38 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   }
 
   private async processBatch(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
-    const { results, buffer: back } = await this.store.encodeBatch(buffer, length, this.signal);
+    let quick: Parameters<ChunkStore["encodeBatch"]>[3];
+    if (this.quick) {
+      const count = Math.ceil(length / this.store.chunkSize);
+      const previous = this.quick.previous;
+      const refs: (ChunkRef | undefined)[] = [];
+      const usable: boolean[] = [];
+      const hashes = Buffer.alloc(16 * count);
+      for (let i = 0; i < count; i++) {
+        const ref = previous?.chunks[index + i];
+        const size = Math.min(this.store.chunkSize, length - i * this.store.chunkSize);
+        const ok =
+          ref !== undefined &&
+          ref.size === size &&
+          previous !== undefined &&
+          previous.quick.length >= (index + i + 1) * 16;
+        refs.push(ok ? ref : undefined);
+        usable.push(ok);
+        if (ok) previous.quick.copy(hashes, i * 16, (index + i) * 16, (index + i + 1) * 16);
+      }
+      quick = usable.some(Boolean) ? { previous: hashes, usable, refs } : {};
+    }
+    const {
+      results,
+      buffer: back,
+      quick: quickHashes,
+    } = await this.store.encodeBatch(buffer, length, this.signal, quick);
+    if (this.quick && quickHashes) this.quick.parts.set(index, quickHashes);
+    if (quick?.refs) {
+      const unchanged = results.filter((r, i) => "known" in r && r.known.ref === quick?.refs?.[i]).length;
+      this.stats.chunksUnchanged += unchanged;
+      this.store.stats.chunksUnchanged += unchanged;
+    }
     this.recycle(back);
     for (const [i, result] of results.entries()) {
       const size = Math.min(this.store.chunkSize, length - i * this.store.chunkSize);

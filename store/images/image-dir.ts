@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { emptyStats } from "../chunk/chunk-stats.js";
 import { type ChunkStore, spanRuns } from "../chunk/chunk-store.js";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
-import type { ChunkedFile, ChunkRef, ChunkStats } from "../types.js";
+import type { ChunkedFile, ChunkRef, ChunkStats, QuickHashedFile } from "../types.js";
 import { forEachBounded } from "../util/for-each-bounded.js";
 
 export interface ImageDirOptions {
@@ -13,27 +13,44 @@ export interface ImageDirOptions {
   signal?: AbortSignal;
 }
 
+export interface UploadImageDirOptions extends ImageDirOptions {
+  // Collect each file's quick hashes (returned as `quickHashed`), and skip the SHA-256 of
+  // chunks equal to `previous`'s file of the same name at the same place (the last upload
+  // of this directory's generation by the same store; see ChunkWriterOptions.quick).
+  quick?: { previous?: Record<string, QuickHashedFile> };
+}
+
 // Stores every regular file of a local CRIU images directory (not recursive) as chunks.
 // Returns the manifest's `images` map and the summed counters (for `bytes`).
 export async function uploadImageDir(
   store: ChunkStore,
   dir: string,
-  options: ImageDirOptions = {},
-): Promise<{ images: Record<string, ChunkedFile>; stats: ChunkStats }> {
+  options: UploadImageDirOptions = {},
+): Promise<{
+  images: Record<string, ChunkedFile>;
+  stats: ChunkStats;
+  quickHashed?: Record<string, QuickHashedFile>;
+}> {
   const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
   const images: Record<string, ChunkedFile> = {};
+  const quickHashed: Record<string, QuickHashedFile> = {};
   const stats = emptyStats();
   await forEachBounded(
     entries.sort(),
     options.concurrency ?? 4,
     async (name) => {
-      const result = await store.writeFile(join(dir, name), { signal: options.signal });
+      const previous = options.quick?.previous?.[name];
+      const result = await store.writeFile(join(dir, name), {
+        signal: options.signal,
+        ...(options.quick ? { quick: previous ? { previous } : {} } : {}),
+      });
       images[name] = result.file;
+      if (result.quickHashed) quickHashed[name] = result.quickHashed;
       for (const key of Object.keys(stats) as (keyof ChunkStats)[]) stats[key] += result.stats[key];
     },
     options.signal,
   );
-  return { images, stats };
+  return { images, stats, ...(options.quick ? { quickHashed } : {}) };
 }
 
 // Writes image files back into a local directory (created if needed), every chunk verified.

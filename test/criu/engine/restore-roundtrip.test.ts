@@ -90,6 +90,9 @@ describe.skipIf(!haveCc())("snapshot engine: dump through Fusion, restore from S
     );
     expect(first.bytesLogical).toBeGreaterThan(MIB * 1024 * 1024);
     expect(second.bytesUploaded).toBeLessThanOrEqual(0.2 * first.bytesUploaded);
+    // Staged locally by the same engine: most chunks are found unchanged on their quick hash.
+    expect(first.chunksUnchanged).toBe(0);
+    expect(second.chunksUnchanged).toBeGreaterThan(0);
     const killed = await task.exited;
     expect(killed.exitCode).toBeNull();
     expect(task.checkpointed).toBe(true);
