@@ -395,6 +395,8 @@ export class ChunkStore implements ChunkStoreLike {
           body.length,
           body.length,
           this.signal,
+          undefined,
+          true,
         );
         body = Buffer.from(hashed.buffer);
         const payloadHash = hashed.hashes[0] as string;

@@ -171,6 +171,7 @@ interface Job {
   transfer: ArrayBuffer[];
   resolve(value: Record<string, unknown>): void;
   reject(err: unknown): void;
+  urgent: boolean;
 }
 
 interface Slot {
@@ -214,6 +215,7 @@ export class CodecPool {
     chunkSize: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[] },
+    urgent = false,
   ): Promise<{ hashes: string[]; buffer: ArrayBuffer; quick?: Buffer }> {
     const message: Record<string, unknown> = { op: "hashMany", buffer, length, chunkSize };
     if (quick) {
@@ -223,7 +225,7 @@ export class CodecPool {
         message.usable = quick.usable;
       }
     }
-    const r = await this.run(message, [buffer], signal);
+    const r = await this.run(message, [buffer], signal, urgent);
     return {
       hashes: r.hashes as string[],
       buffer: r.buffer as ArrayBuffer,
@@ -242,7 +244,7 @@ export class CodecPool {
   ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: ArrayBuffer }> {
     let r: Record<string, unknown>;
     try {
-      r = await this.run({ op: "compressMany", buffer, length, chunkSize, indices }, [buffer], signal);
+      r = await this.run({ op: "compressMany", buffer, length, chunkSize, indices }, [buffer], signal, true);
     } catch (err) {
       if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing chunks failed: ${err.message}`, {
@@ -319,10 +321,14 @@ export class CodecPool {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
+  // `urgent` jobs go ahead of the others (in their own order): the second step of work
+  // already started (compressing a hashed batch, hashing a sealed pack for its upload)
+  // should not wait behind every batch queued since.
   private run(
     message: Record<string, unknown>,
     transfer: ArrayBuffer[],
     signal?: AbortSignal,
+    urgent = false,
   ): Promise<Record<string, unknown>> {
     if (this.closed) {
       return Promise.reject(new SnapshotError(SnapshotErrorCode.Closed, "The chunk codec pool was closed"));
@@ -330,7 +336,7 @@ export class CodecPool {
     if (signal?.aborted) return Promise.reject(abortError(signal, "Chunk encoding"));
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      const job: Job = { id, message: { ...message, id }, transfer, resolve, reject };
+      const job: Job = { id, message: { ...message, id }, transfer, resolve, reject, urgent };
       // An aborted caller stops waiting; the worker finishes the job and its result is dropped.
       const onAbort = () => {
         const i = this.queue.indexOf(job);
@@ -348,7 +354,10 @@ export class CodecPool {
         };
       job.resolve = settle(resolve);
       job.reject = settle(reject);
-      this.queue.push(job);
+      if (urgent) {
+        const at = this.queue.findIndex((j) => !j.urgent);
+        this.queue.splice(at < 0 ? this.queue.length : at, 0, job);
+      } else this.queue.push(job);
       this.pump();
     });
   }
