@@ -23,6 +23,10 @@ export interface ChunkedEntry {
 
 const id = (bucket: string, key: string) => `${bucket}\0${key}`;
 
+// How many failed new files, and for how long, an open for writing recreates (see FileTable.lost).
+const LOST_MAX = 1000;
+const LOST_MS = 10 * 60_000;
+
 // Open files and their handles, the chunked files of snapshot areas, and what was written
 // since the last commit.
 export class FileTable {
@@ -31,6 +35,10 @@ export class FileTable {
   private nextHandle = 1;
   readonly chunked = new Map<string, ChunkedEntry>();
   private readonly written = new Map<string, FileState>();
+  // New files whose upload failed (never in S3), by key, with when: the kernel may still
+  // hold their dentry and send a plain open for the next `> file` (FUSE strips O_CREAT,
+  // and O_TRUNC without atomic_o_trunc), which must create the file again, not fail.
+  private readonly lost = new Map<string, number>();
   // Called after each successful flush, so the stat cache can hold the new state.
   onFlushed: (state: FileState, file: OpenFile) => void = () => {};
   // Called when a read found the object replaced behind the mount, so the stat cache forgets it.
@@ -57,6 +65,12 @@ export class FileTable {
   }
 
   // An open file a new open must not share: clean, and its version replaced in S3.
+  // Whether `key` was a new file whose upload failed within the last LOST_MS (see `lost`).
+  wasLost(bucket: string, key: string): boolean {
+    const at = this.lost.get(id(bucket, key));
+    return at !== undefined && Date.now() - at < LOST_MS;
+  }
+
   isStale(file: OpenFile | undefined): boolean {
     return (file?.changed ?? false) && file?.mode === "clean" && !file.dirty && !file.unlinked;
   }
@@ -218,7 +232,22 @@ export class FileTable {
 
   // Flushes one file; records the result for commit() and the stat cache.
   async flushFile(file: OpenFile, options: { deferEmpty?: boolean } = {}): Promise<FileState | undefined> {
-    const state = await file.flush(options);
+    const key = id(file.bucket, file.key);
+    let state: FileState | undefined;
+    try {
+      state = await file.flush(options);
+      this.lost.delete(key);
+    } catch (err) {
+      if (!file.base) {
+        this.lost.set(key, Date.now());
+        // Bounded: the oldest go first.
+        for (const old of this.lost.keys()) {
+          if (this.lost.size <= LOST_MAX) break;
+          this.lost.delete(old);
+        }
+      }
+      throw err;
+    }
     if (state) {
       if (state.chunks) {
         this.chunked.set(id(file.bucket, file.key), {

@@ -52,7 +52,13 @@ export function fuseOps(
         // is gone: a new file whose only upload failed, or one deleted behind the mount.
         // FUSE strips O_CREAT, so an open that truncates for writing is treated as the
         // create it almost always was (`> file`); any other open gets ENOENT.
-        if (errnoOf(err) === Errno.ENOENT && (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0) {
+        // So is an open for writing of a new file whose only upload failed (FileTable.lost):
+        // without atomic_o_trunc the kernel strips O_TRUNC too, and truncates afterwards.
+        if (
+          errnoOf(err) === Errno.ENOENT &&
+          (flags & O_ACCMODE) !== 0 &&
+          ((flags & O_TRUNC) !== 0 || files.wasLost(bucket, key))
+        ) {
           const fh = files.create(bucket, key, 0o644);
           ns.stats.delete(path);
           return fh;
@@ -169,7 +175,10 @@ export function fuseOps(
           const { bucket, key } = ns.objectOf(path);
           const open = files.openFile(bucket, key);
           if (open) return await files.truncate(open, size);
-          const fh = await openExisting(path, 1);
+          // The kernel truncates a file it still holds a dentry for before opening it with
+          // O_TRUNC (`> file`): truncating a missing object to 0 is that same create, as
+          // in openExisting (CI saw ENOENT here right after the file's only upload failed).
+          const fh = await openExisting(path, size === 0 ? 1 | O_TRUNC : 1);
           try {
             await files.truncate(files.fileOf(fh), size);
             await files.flush(fh);
