@@ -4,6 +4,7 @@ import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
+  type CreateMultipartUploadCommandInput,
   DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -275,11 +276,13 @@ export class S3Ops {
     return out.ETag ?? "";
   }
 
+  // `headers`: content headers (and raw Metadata, overriding `meta`) for the new object.
   async createMultipart(
     bucket: string,
     key: string,
     meta: FileMeta | undefined,
     signal?: AbortSignal,
+    headers: Omit<CreateMultipartUploadCommandInput, "Bucket" | "Key"> = {},
   ): Promise<string> {
     const out = await withRetry(
       `CreateMultipartUpload s3://${bucket}/${key}`,
@@ -290,6 +293,7 @@ export class S3Ops {
             Bucket: bucket,
             Key: key,
             Metadata: meta ? encodeMeta(meta) : undefined,
+            ...headers,
           }),
           { abortSignal: s },
         ),
@@ -427,32 +431,24 @@ export class S3Ops {
       throw new DriverError("DRIVER_NOT_SUPPORTED", `${what}: ${size} bytes need parts above 5 GiB`, {
         errno: Errno.EFBIG,
       });
-    const created = await withRetry(
-      `CreateMultipartUpload s3://${to.bucket}/${to.key}`,
-      this.policy,
-      (s) =>
-        this.client.send(
-          new CreateMultipartUploadCommand({
-            Bucket: to.bucket,
-            Key: to.key,
-            ...(options.meta
-              ? { Metadata: encodeMeta(options.meta), ContentType: options.contentType }
-              : {
-                  Metadata: head.Metadata,
-                  ContentType: head.ContentType,
-                  CacheControl: head.CacheControl,
-                  ContentDisposition: head.ContentDisposition,
-                  ContentEncoding: head.ContentEncoding,
-                  ContentLanguage: head.ContentLanguage,
-                  Expires: head.Expires,
-                }),
-          }),
-          { abortSignal: s },
-        ),
+    const uploadId = await this.createMultipart(
+      to.bucket,
+      to.key,
+      options.meta,
       options.signal,
+      options.meta
+        ? { ContentType: options.contentType }
+        : {
+            Metadata: head.Metadata,
+            ContentType: head.ContentType,
+            CacheControl: head.CacheControl,
+            ContentDisposition: head.ContentDisposition,
+            ContentEncoding: head.ContentEncoding,
+            ContentLanguage: head.ContentLanguage,
+            Expires: head.Expires,
+          },
     );
-    if (!created.UploadId) throw toDriverError(new Error("no UploadId in the answer"), what);
-    const target = { ...to, uploadId: created.UploadId };
+    const target = { ...to, uploadId };
     const ranges: Array<{ n: number; start: number; end: number }> = [];
     for (let start = 0, n = 1; start < size || n === 1; start += partSize, n++)
       ranges.push({ n, start, end: Math.min(size, start + partSize) - 1 });

@@ -95,15 +95,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     while (offset < data.length) {
       const n = Math.min(data.length - offset, this.current.length - this.filled);
       this.current.set(data.subarray(offset, offset + n), this.filled);
-      this.filled += n;
       offset += n;
-      this.total += n;
-      this.stats.bytesWritten += n;
-      this.store.stats.bytesWritten += n;
-      if (this.filled === this.current.length) {
-        await this.waitForRoom(options.signal);
-        this.dispatch();
-      }
+      await this.filledBy(n, options.signal);
     }
   }
 
@@ -114,14 +107,19 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     for (;;) {
       const n = await read(this.current.subarray(this.filled));
       if (n === 0) return;
-      this.filled += n;
-      this.total += n;
-      this.stats.bytesWritten += n;
-      this.store.stats.bytesWritten += n;
-      if (this.filled === this.current.length) {
-        await this.waitForRoom(options.signal);
-        this.dispatch();
-      }
+      await this.filledBy(n, options.signal);
+    }
+  }
+
+  // Counts `n` more bytes in the chunk buffer; a full buffer goes to the pool.
+  private async filledBy(n: number, signal?: AbortSignal): Promise<void> {
+    this.filled += n;
+    this.total += n;
+    this.stats.bytesWritten += n;
+    this.store.stats.bytesWritten += n;
+    if (this.filled === this.current.length) {
+      await this.waitForRoom(signal);
+      this.dispatch();
     }
   }
 

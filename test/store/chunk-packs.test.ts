@@ -4,7 +4,13 @@ import { createHash, createHmac, type Hash, type Hmac, randomBytes } from "node:
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChunkedFile,
@@ -36,6 +42,18 @@ function newStore(prefix: string, options: Partial<ConstructorParameters<typeof 
     chunkSize: 64 * 1024,
     packSize: 1 * MiB,
     ...options,
+  });
+}
+
+// A client of its own (for middleware the other tests must not see), one attempt per request.
+function ownClient(extra: Partial<S3ClientConfig> = {}): S3Client {
+  return new S3Client({
+    endpoint: s3.server.endpoint,
+    forcePathStyle: true,
+    region: "us-east-1",
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    maxAttempts: 1,
+    ...extra,
   });
 }
 
@@ -260,13 +278,7 @@ describe("ChunkStore packs", () => {
 
 describe("ChunkStore retries", () => {
   it("rides out transient S3 failures on PUT and GET (reset connections injected in front of s3rver)", async () => {
-    const client = new S3Client({
-      endpoint: s3.server.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-      maxAttempts: 1,
-    });
+    const client = ownClient();
     // Every third request fails before reaching the server, as a dropped connection does.
     let requests = 0;
     let injected = 0;
@@ -335,14 +347,7 @@ class CountingSha256 {
 
 describe("ChunkStore pack uploads", () => {
   it("signs each pack with the SHA-256 of its body, given to the signer by the store (hashed in a codec worker)", async () => {
-    const client = new S3Client({
-      endpoint: s3.server.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-      maxAttempts: 1,
-      sha256: CountingSha256,
-    });
+    const client = ownClient({ sha256: CountingSha256 });
     bodiesHashedBySdk = 0;
     // Looks at each PUT after signing, as it goes on the wire.
     const puts: { key: string; declared: string | undefined; actual: string; signed: boolean }[] = [];
