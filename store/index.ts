@@ -12,11 +12,13 @@ export type { ChunkWriterImpl as StoreChunkWriter, ChunkWriterOptions } from "./
 export { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "./errors.js";
 export { downloadImageDir, type ImageDirOptions, uploadImageDir } from "./images/image-dir.js";
 export {
+  ChunkedFileSchema,
   type CpuinfoRef,
   MANIFEST_SCHEMA_VERSION,
   type Manifest,
   ManifestSchema,
   manifestChunkHashes,
+  manifestSchemaFor,
   type OpenFileState,
 } from "./manifest/manifest-schema.js";
 export { type ManifestContext, parseManifest, serializeManifest } from "./manifest/parse-manifest.js";

@@ -14,17 +14,23 @@ export interface ChunkRef {
   // chunk's stored bytes in it. Absent: the chunk is the object named by its hash.
   pack?: string;
   offset?: number;
+  // Schema 3: the file uses only bytes [slice[0], slice[0] + slice[1]) of the chunk's
+  // uncompressed bytes (`size` stays the whole chunk's). Written for the unchanged pages of a
+  // chunk whose other pages changed since the previous generation (see ChunkStats.chunksPatched).
+  slice?: [number, number];
 }
 
-// A file stored as chunks: its bytes are the concatenation of its chunks, in order.
+// A file stored as chunks: its bytes are the concatenation of its chunks (or of their
+// slices), in order.
 export interface ChunkedFile {
   size: number;
   chunks: ChunkRef[];
 }
 
 // A file as a writer chunked it, with the quick hash (16 bytes, see CodecPool.hashMany) of
-// each chunk in order: what the next generation's writer of the same file compares with,
-// to skip the SHA-256 of chunks that did not change. Valid only within one ChunkStore.
+// each 4096-byte page in order: what the next generation's writer of the same file compares
+// with, to skip the SHA-256 of chunks that did not change and to upload only the changed
+// pages of those that did. Valid only within one ChunkStore.
 export interface QuickHashedFile extends ChunkedFile {
   quick: Buffer;
 }
@@ -77,6 +83,11 @@ export interface ChunkStats {
   // Of the deduplicated chunks, those found unchanged since the previous generation by
   // their quick hash (no SHA-256 computed; see ChunkWriterOptions.quick).
   chunksUnchanged: number;
+  // Chunks cut that changed only in part since the previous generation (quick hashes per
+  // page): stored as slices of the previous generation's chunks for the unchanged pages and
+  // new, smaller chunks for the changed ones (those count as uploaded or deduplicated; the
+  // unchanged bytes count in bytesDeduplicated).
+  chunksPatched: number;
 }
 
 // A ChunkWriter that reports its counters (what store/'s ChunkStore returns).

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { basename, join } from "node:path";
-import { MANIFEST_SCHEMA_VERSION, type Manifest, uploadImageDir } from "../../store/index.js";
+import { type Manifest, manifestSchemaFor, uploadImageDir } from "../../store/index.js";
 import type { ChunkedFile, QuickHashedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
 import { detectCriuFeatures, predumpStatus } from "../runner/features.js";
@@ -187,7 +187,7 @@ export async function checkpointTask(
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   const identity = userInfo();
   const manifest: Manifest = {
-    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    schemaVersion: manifestSchemaFor(images),
     generation,
     parentGeneration,
     createdAt: new Date(ctx.clock()).toISOString(),
@@ -223,6 +223,7 @@ export async function checkpointTask(
   manifest.timings.totalMs = Math.round(performance.now() - started);
   await ctx.repo.commit(manifest, { signal });
   const chunksUnchanged = ctx.store.stats.chunksUnchanged - before.chunksUnchanged;
+  const chunksPatched = ctx.store.stats.chunksPatched - before.chunksPatched;
   memo.generation = generation;
   memo.files = quickHashed;
   ctx.logger.info(
@@ -237,6 +238,7 @@ export async function checkpointTask(
       totalMs: manifest.timings.totalMs,
       bytes: manifest.bytes,
       chunksUnchanged,
+      chunksPatched,
     },
     "checkpoint committed",
   );
@@ -250,6 +252,7 @@ export async function checkpointTask(
     bytesLogical: logical,
     bytesUploaded: manifest.bytes.uploaded,
     chunksUnchanged,
+    chunksPatched,
     taskRuntimeMs,
   };
 }

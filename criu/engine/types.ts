@@ -59,6 +59,9 @@ export interface CheckpointResult {
   // Chunks taken from the parent generation on their quick hash, without a SHA-256 (0 for
   // a first checkpoint, after a restore, or when staged through the mount).
   chunksUnchanged: number;
+  // Chunks changed in part since the parent generation, stored as slices of the parent's
+  // chunks plus new chunks for the changed pages only (see docs/snapshot-format.md).
+  chunksPatched: number;
   // The task's accumulated compute time at the freeze (for "time saved").
   taskRuntimeMs: number;
 }

@@ -1,5 +1,6 @@
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
-import type { ChunkedFile, ChunkOpOptions, ChunkReader } from "../types.js";
+import type { ChunkedFile, ChunkOpOptions, ChunkReader, ChunkRef } from "../types.js";
+import { refLength, refStart } from "./chunk-ref.js";
 import type { ChunkStore } from "./chunk-store.js";
 
 export interface ChunkReaderOptions {
@@ -29,7 +30,7 @@ export class ChunkReaderImpl implements ChunkReader {
     let offset = 0;
     for (let i = 0; i < file.chunks.length; i++) {
       this.starts[i] = offset;
-      offset += (file.chunks[i] as { size: number }).size;
+      offset += refLength(file.chunks[i] as ChunkRef);
     }
     if (offset !== file.size) {
       throw new SnapshotError(
@@ -74,11 +75,14 @@ export class ChunkReaderImpl implements ChunkReader {
     const out = Buffer.allocUnsafe(end - offset);
     let written = 0;
     for (let i = first; i <= last; i++) {
+      const ref = this.file.chunks[i] as ChunkRef;
       const data = chunks[i - first] as Buffer;
+      // The reference's bytes: [skip, skip + its length) of the chunk.
+      const skip = refStart(ref);
       const start = this.starts[i] as number;
       const from = Math.max(offset, start) - start;
-      const to = Math.min(end, start + data.length) - start;
-      written += data.copy(out, written, from, to);
+      const to = Math.min(end, start + refLength(ref)) - start;
+      written += data.copy(out, written, skip + from, skip + to);
     }
     return out;
   }

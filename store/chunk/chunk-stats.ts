@@ -11,5 +11,6 @@ export function emptyStats(): ChunkStats {
     chunksDeduplicated: 0,
     bytesDeduplicated: 0,
     chunksUnchanged: 0,
+    chunksPatched: 0,
   };
 }

@@ -33,7 +33,7 @@ import { ChunkIndex } from "./chunk-index.js";
 import { ChunkReaderImpl, type ChunkReaderOptions } from "./chunk-reader.js";
 import { type ChunkStats, emptyStats } from "./chunk-stats.js";
 import { ChunkWriterImpl, type ChunkWriterOptions } from "./chunk-writer.js";
-import { CodecJobError, CodecPool, type EncodedChunk } from "./codec-pool.js";
+import { CodecJobError, CodecPool, type EncodedChunk, PAGE_BYTES } from "./codec-pool.js";
 
 // 256 KiB: measured by store/bench-chunk-size.ts (see docs/snapshot-format.md). With
 // ~10% of a memory image's pages changed in scattered runs, 1 MiB and 4 MiB chunks
@@ -95,6 +95,19 @@ interface OpenPack {
   reject: (err: unknown) => void;
   hashes: string[];
 }
+
+// One chunk of a batch: one the store already has, or its encoded form for putIfAbsent.
+export type BatchChunk = { known: StagedChunk } | { encoded: EncodedChunk };
+
+// What encodeBatch made of one piece (chunkSize bytes) of a batch:
+// - "same": unchanged since the previous generation (its quick hashes): reuse what was there;
+// - "chunk": the whole piece as one chunk;
+// - "split": only the runs of pages that changed, each as a chunk (start and length in the
+//   piece); the rest is the previous generation's bytes there.
+export type BatchPiece =
+  | { kind: "same" }
+  | { kind: "chunk"; result: BatchChunk }
+  | { kind: "split"; runs: { start: number; length: number; result: BatchChunk }[] };
 
 // What putIfAbsent did with a chunk, and where the chunk now is.
 export interface StagedChunk {
@@ -242,57 +255,73 @@ export class ChunkStore implements ChunkStoreLike {
 
   // With packs, for a batch of chunks cut from `buffer` (transferred): hashes them all in
   // one worker message, then compresses (in one more) only those the store does not know.
-  // Returns, per chunk, its deduplicated reference or its encoded form for putIfAbsent, and
-  // `buffer` handed back for reuse.
-  // With `quick`, also the batch's quick hashes; a chunk whose quick hash equals
-  // quick.previous's at its index (where quick.usable says so) is quick.refs's chunk there.
+  // Returns, per piece of the batch, what became of it (see BatchPiece), and `buffer`
+  // handed back for reuse.
+  // With `quick`, also the batch's quick hashes (one per page); pieces are compared with
+  // `quick.previous` as CodecPool.hashMany says.
   async encodeBatch(
     buffer: ArrayBuffer,
     length: number,
     signal?: AbortSignal,
-    quick?: { previous?: Buffer; usable?: boolean[]; refs?: (ChunkRef | undefined)[] },
-  ): Promise<{
-    results: ({ known: StagedChunk } | { encoded: EncodedChunk })[];
-    buffer: ArrayBuffer;
-    quick?: Buffer;
-  }> {
+    quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
+  ): Promise<{ pieces: BatchPiece[]; buffer: ArrayBuffer; quick?: Buffer }> {
     const s = this.combine(signal);
     const {
       hashes,
+      splits,
       buffer: back,
       quick: quickHashes,
     } = await this.pool.hashMany(buffer, length, this.chunkSize, s, quick);
-    const out: ({ known: StagedChunk } | { encoded: EncodedChunk } | undefined)[] = [];
-    const unknown: number[] = [];
-    for (const [i, hash] of hashes.entries()) {
-      const size = Math.min(this.chunkSize, length - i * this.chunkSize);
-      const same = hash === "" ? quick?.refs?.[i] : undefined;
-      if (same) {
-        out.push({ known: { uploaded: false, ref: same, durable: Promise.resolve() } });
-        continue;
-      }
+    const pieces: BatchPiece[] = [];
+    // Chunks to compress: where they are in the buffer, and where their result goes.
+    const ranges: [number, number][] = [];
+    const targets: { hash: string; set: (result: BatchChunk) => void }[] = [];
+    const place = (hash: string, start: number, size: number, set: (result: BatchChunk) => void) => {
       const known = this.packed.get(hash);
-      if (known) {
-        out.push({ known: fromPack(hash, size, known) });
-      } else {
-        out.push(undefined);
-        unknown.push(i);
+      if (known) set({ known: fromPack(hash, size, known) });
+      else {
+        ranges.push([start, size]);
+        targets.push({ hash, set });
+      }
+    };
+    for (const [i, hash] of hashes.entries()) {
+      const at = i * this.chunkSize;
+      const size = Math.min(this.chunkSize, length - at);
+      const runs = splits[i];
+      if (runs) {
+        const piece: BatchPiece & { kind: "split" } = { kind: "split", runs: [] };
+        for (const [page, pages, runHash] of runs) {
+          const start = page * PAGE_BYTES;
+          const run = { start, length: Math.min(size, start + pages * PAGE_BYTES) - start } as {
+            start: number;
+            length: number;
+            result: BatchChunk;
+          };
+          piece.runs.push(run);
+          place(runHash, at + start, run.length, (result) => {
+            run.result = result;
+          });
+        }
+        pieces.push(piece);
+      } else if (hash === "") pieces.push({ kind: "same" });
+      else {
+        const piece = { kind: "chunk" } as BatchPiece & { kind: "chunk" };
+        pieces.push(piece);
+        place(hash, at, size, (result) => {
+          piece.result = result;
+        });
       }
     }
     let returned = back;
-    if (unknown.length > 0) {
-      const compressed = await this.pool.compressMany(back, length, this.chunkSize, unknown, s);
+    if (ranges.length > 0) {
+      const compressed = await this.pool.compressMany(back, ranges, s);
       returned = compressed.buffer;
-      for (const [k, i] of unknown.entries()) {
+      for (const [k, target] of targets.entries()) {
         const e = compressed.encoded[k] as { codec: EncodedChunk["codec"]; object: Buffer };
-        out[i] = { encoded: { hash: hashes[i] as string, codec: e.codec, object: e.object } };
+        target.set({ encoded: { hash: target.hash, codec: e.codec, object: e.object } });
       }
     }
-    return {
-      results: out as ({ known: StagedChunk } | { encoded: EncodedChunk })[],
-      buffer: returned,
-      ...(quickHashes ? { quick: quickHashes } : {}),
-    };
+    return { pieces, buffer: returned, ...(quickHashes ? { quick: quickHashes } : {}) };
   }
 
   // Stores an encoded chunk unless the store has it: as an object of its own, or appended
@@ -553,7 +582,10 @@ export class ChunkStore implements ChunkStoreLike {
   // parallel for a long window). A failure is left for the real read.
   prefetchRun(refs: ChunkRef[], maxRunBytes = 1024 * 1024): void {
     if (this.closed) return;
-    const wanted = refs.filter((r) => !this.cache.has(r.hash) && !this.loading.has(r.hash));
+    // Once per chunk: slices of one chunk may follow each other.
+    const wanted = [...new Map(refs.map((r) => [r.hash, r])).values()].filter(
+      (r) => !this.cache.has(r.hash) && !this.loading.has(r.hash),
+    );
     for (const run of spanRuns(wanted, maxRunBytes, 0)) {
       if (run.length === 1) this.prefetch(run[0] as ChunkRef);
       else this.loadRun(run);

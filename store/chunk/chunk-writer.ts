@@ -7,9 +7,14 @@ import type {
   CountingChunkWriter,
   QuickHashedFile,
 } from "../types.js";
+import { refLength, sliceRefs } from "./chunk-ref.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
-import type { ChunkStore, StagedChunk } from "./chunk-store.js";
+import type { BatchChunk, ChunkStore, StagedChunk } from "./chunk-store.js";
+import { PAGE_BYTES } from "./codec-pool.js";
+
+// A changed piece made of more references than this is stored whole again (see processBatch).
+const MAX_PIECE_REFS_TO_SPLIT = 4;
 
 export interface ChunkWriterOptions {
   // Cancels this writer's work (as abort()).
@@ -27,7 +32,9 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   private current: Buffer;
   private filled = 0;
   private total = 0;
-  private readonly refs: ChunkRef[] = [];
+  // The references of each piece (chunkSize bytes) of the file, in file order: one chunk,
+  // or slices of the previous generation's chunks and new chunks for its changed pages.
+  private readonly pieces: ChunkRef[][] = [];
   private readonly jobs = new Set<Promise<void>>();
   // Packs holding this file's chunks, until they are durable in S3.
   private readonly durable = new Set<Promise<void>>();
@@ -41,8 +48,13 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   // page-faulted in every byte written and kept the garbage collector busy (together about
   // a third of the main thread of a 4 GiB incremental).
   private readonly spare: ArrayBuffer[] = [];
-  // Quick hashes by the chunk index their batch starts at (batches finish out of order).
-  private readonly quick?: { previous?: QuickHashedFile; parts: Map<number, Buffer> };
+  // Quick hashes by the piece index their batch starts at (batches finish out of order),
+  // and the previous generation's references grouped by piece (null: not comparable).
+  private readonly quick?: {
+    previous?: QuickHashedFile;
+    parts: Map<number, Buffer>;
+    previousPieces?: (ChunkRef[] | null)[];
+  };
 
   constructor(
     private readonly store: ChunkStore,
@@ -55,14 +67,21 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     // Every chunk in flight listens on it (pool job, S3 request): bounded by maxBufferedBytes.
     setMaxListeners(0, this.signal);
     this.current = this.newBuffer();
-    if (options.quick && store.packSize > 0) this.quick = { ...options.quick, parts: new Map() };
+    if (options.quick && store.packSize > 0) {
+      const previous = options.quick.previous;
+      this.quick = {
+        ...options.quick,
+        parts: new Map(),
+        ...(previous ? { previousPieces: piecesOf(previous, store.chunkSize) } : {}),
+      };
+    }
   }
 
   // The finished file with its chunks' quick hashes (undefined without the quick option).
   get quickHashed(): QuickHashedFile | undefined {
     if (!this.quick || this.state !== "finished") return undefined;
     const parts = [...this.quick.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b);
-    return { size: this.total, chunks: this.refs.slice(), quick: Buffer.concat(parts) };
+    return { size: this.total, chunks: this.pieces.flat(), quick: Buffer.concat(parts) };
   }
 
   private newBuffer(): Buffer {
@@ -146,7 +165,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
       throw this.failure;
     }
     this.state = "finished";
-    return { size: this.total, chunks: this.refs.slice() };
+    return { size: this.total, chunks: this.pieces.flat() };
   }
 
   // Stops all work; uploads already done stay in S3 until GC removes them.
@@ -161,15 +180,12 @@ export class ChunkWriterImpl implements CountingChunkWriter {
 
   // Hands the filled buffer (one chunk, or a batch of chunks with packs) to the pool.
   private dispatch(): void {
-    const index = this.refs.length;
+    const index = this.pieces.length;
     const length = this.filled;
     const buffer = this.current.buffer as ArrayBuffer;
-    const chunkSize = this.store.chunkSize;
-    const count = Math.ceil(length / chunkSize);
-    // Placeholders keep the list in file order while chunks complete out of order.
-    for (let i = 0; i < count; i++) {
-      this.refs.push({ hash: "", size: Math.min(chunkSize, length - i * chunkSize), stored: 0 });
-    }
+    const count = Math.ceil(length / this.store.chunkSize);
+    // Placeholders keep the list in file order while pieces complete out of order.
+    for (let i = 0; i < count; i++) this.pieces.push([]);
     this.current = this.newBuffer();
     this.filled = 0;
     this.inFlightBytes += length;
@@ -192,64 +208,102 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   }
 
   private async processBatch(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
+    const chunkSize = this.store.chunkSize;
+    const count = Math.ceil(length / chunkSize);
+    const sizeOf = (i: number) => Math.min(chunkSize, length - i * chunkSize);
+    // The previous generation's references of each piece, where they can stand in for it.
+    const before: (ChunkRef[] | undefined)[] = [];
     let quick: Parameters<ChunkStore["encodeBatch"]>[3];
     if (this.quick) {
-      const count = Math.ceil(length / this.store.chunkSize);
       const previous = this.quick.previous;
-      const refs: (ChunkRef | undefined)[] = [];
-      const usable: boolean[] = [];
-      const hashes = Buffer.alloc(16 * count);
+      const firstPage = (index * chunkSize) / PAGE_BYTES;
+      const pages = Math.ceil(length / PAGE_BYTES);
       for (let i = 0; i < count; i++) {
-        const ref = previous?.chunks[index + i];
-        const size = Math.min(this.store.chunkSize, length - i * this.store.chunkSize);
+        const refs = this.quick.previousPieces?.[index + i];
+        const lastPage = firstPage + Math.ceil((i * chunkSize + sizeOf(i)) / PAGE_BYTES);
         const ok =
-          ref !== undefined &&
-          ref.size === size &&
+          refs != null &&
+          refs.reduce((n, r) => n + refLength(r), 0) === sizeOf(i) &&
           previous !== undefined &&
-          previous.quick.length >= (index + i + 1) * 16;
-        refs.push(ok ? ref : undefined);
-        usable.push(ok);
-        if (ok) previous.quick.copy(hashes, i * 16, (index + i) * 16, (index + i + 1) * 16);
+          previous.quick.length >= lastPage * 16;
+        before.push(ok ? refs : undefined);
       }
-      quick = usable.some(Boolean) ? { previous: hashes, usable, refs } : {};
+      if (previous && before.some(Boolean)) {
+        const hashes = Buffer.alloc(16 * pages);
+        previous.quick.copy(
+          hashes,
+          0,
+          firstPage * 16,
+          Math.min(previous.quick.length, (firstPage + pages) * 16),
+        );
+        quick = {
+          previous: hashes,
+          usable: before.map(Boolean),
+          // A piece already made of many references is stored whole again when it changes,
+          // which bounds the references per piece (and the chunks a read of it needs).
+          split: before.map((refs) => refs !== undefined && refs.length <= MAX_PIECE_REFS_TO_SPLIT),
+        };
+      } else quick = {};
     }
     const {
-      results,
+      pieces,
       buffer: back,
       quick: quickHashes,
     } = await this.store.encodeBatch(buffer, length, this.signal, quick);
     if (this.quick && quickHashes) this.quick.parts.set(index, quickHashes);
-    if (quick?.refs) {
-      const unchanged = results.filter((r, i) => "known" in r && r.known.ref === quick?.refs?.[i]).length;
-      this.stats.chunksUnchanged += unchanged;
-      this.store.stats.chunksUnchanged += unchanged;
-    }
     this.recycle(back);
-    for (const [i, result] of results.entries()) {
-      const size = Math.min(this.store.chunkSize, length - i * this.store.chunkSize);
-      const staged =
-        "known" in result ? result.known : await this.store.putIfAbsent(result.encoded, size, this.signal);
-      this.record(index + i, staged, size);
+    for (const [i, piece] of pieces.entries()) {
+      const size = sizeOf(i);
+      if (piece.kind === "chunk") {
+        this.pieces[index + i] = [await this.stage(piece.result, size)];
+        continue;
+      }
+      const refs = before[i];
+      if (!refs) throw new Error(`BUG: piece ${index + i} compared with no previous references`);
+      if (piece.kind === "same") {
+        this.pieces[index + i] = refs;
+        this.count({ chunksUnchanged: 1, chunksDeduplicated: 1, bytesDeduplicated: size });
+        continue;
+      }
+      // Changed in part: the previous bytes around each changed run, then the run.
+      const out: ChunkRef[] = [];
+      let at = 0;
+      for (const run of piece.runs) {
+        out.push(...sliceRefs(refs, at, run.start));
+        out.push(await this.stage(run.result, run.length));
+        at = run.start + run.length;
+      }
+      out.push(...sliceRefs(refs, at, size));
+      this.pieces[index + i] = out;
+      const changed = piece.runs.reduce((n, r) => n + r.length, 0);
+      this.count({ chunksPatched: 1, bytesDeduplicated: size - changed });
     }
   }
 
   private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
     const encoded = await this.store.encode(buffer, length, this.signal);
-    this.record(index, await this.store.putIfAbsent(encoded, length, this.signal), length);
+    this.pieces[index] = [this.record(await this.store.putIfAbsent(encoded, length, this.signal), length)];
   }
 
-  private record(index: number, staged: StagedChunk, length: number): void {
+  // A chunk of a batch stored (if the store did not have it): its reference.
+  private async stage(result: BatchChunk, size: number): Promise<ChunkRef> {
+    const staged =
+      "known" in result ? result.known : await this.store.putIfAbsent(result.encoded, size, this.signal);
+    return this.record(staged, size);
+  }
+
+  private record(staged: StagedChunk, length: number): ChunkRef {
     const { uploaded, ref, durable } = staged;
-    this.refs[index] = ref;
     if (ref.pack !== undefined) this.durable.add(durable);
+    if (uploaded) this.count({ chunksUploaded: 1, bytesUploaded: ref.stored });
+    else this.count({ chunksDeduplicated: 1, bytesDeduplicated: length });
+    return ref;
+  }
+
+  // Adds to this writer's counters and the store's.
+  private count(add: Partial<ChunkStats>): void {
     for (const stats of [this.stats, this.store.stats]) {
-      if (uploaded) {
-        stats.chunksUploaded++;
-        stats.bytesUploaded += ref.stored;
-      } else {
-        stats.chunksDeduplicated++;
-        stats.bytesDeduplicated += length;
-      }
+      for (const [key, n] of Object.entries(add) as [keyof ChunkStats, number][]) stats[key] += n;
     }
   }
 
@@ -292,4 +346,21 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     }
     if (this.failure !== undefined) throw this.failure;
   }
+}
+
+// `file`'s references grouped by piece of `chunkSize` bytes (null for a piece that a
+// reference straddles: written with another chunk size, it cannot be compared).
+function piecesOf(file: ChunkedFile, chunkSize: number): (ChunkRef[] | null)[] {
+  const pieces: (ChunkRef[] | null)[] = [];
+  let at = 0;
+  for (const ref of file.chunks) {
+    const length = refLength(ref);
+    const piece = Math.floor(at / chunkSize);
+    while (pieces.length <= piece) pieces.push([]);
+    if (Math.floor((at + length - 1) / chunkSize) !== piece) {
+      for (let p = piece; p <= Math.floor((at + length - 1) / chunkSize); p++) pieces[p] = null;
+    } else pieces[piece]?.push(ref);
+    at += length;
+  }
+  return pieces;
 }

@@ -33,6 +33,25 @@ parentPort.on("message", (m) => {
   }
   handle(m);
 });
+const PAGE = workerData.pageBytes;
+const MAX_RUNS = workerData.maxRuns;
+function sha256(data) {
+  return createHash("sha256").update(data).digest("hex");
+}
+// The runs of pages [first, first + pages) whose quick hashes differ between previous and
+// current, as [page in the piece, pages]; runs one unchanged page apart are joined (one page
+// uploaded again costs less than the two more slices a gap makes).
+function splitRuns(previous, current, first, pages) {
+  const runs = [];
+  for (let p = 0; p < pages; p++) {
+    const at = (first + p) * 16;
+    if (previous.compare(current, at, at + 16, at, at + 16) === 0) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] >= p - 1) last[1] = p - last[0] + 1;
+    else runs.push([p, 1]);
+  }
+  return runs;
+}
 function handle(m) {
   try {
     if (m.op === "decodeMany") {
@@ -62,35 +81,57 @@ function handle(m) {
       for (const p of parts) o += p.copy(out, o);
       parentPort.postMessage({ id: m.id, hashes, sizes, errors, data: out.buffer }, [out.buffer]);
     } else if (m.op === "hashMany") {
-      // With m.quick: the quick hash of every piece too, and no SHA-256 ("") for a piece
-      // whose quick hash equals m.previous's at the same index (where m.usable says so).
+      // With m.quick: the quick hash of every page (PAGE bytes, the data's last one maybe
+      // shorter) too. A piece whose pages all have m.previous's quick hashes (where m.usable
+      // says it may be compared) gets no SHA-256: its hash is "" (the caller reuses what it
+      // had there before). A piece that changed in a few runs of pages (where m.split says
+      // so) gets the SHA-256 of each run instead of its own: splits[i] = [[page, pages,
+      // hash], ...] (see splitRuns).
       const hashes = [];
-      const count = Math.ceil(m.length / m.chunkSize);
-      const quick = m.quick ? Buffer.allocUnsafeSlow(16 * count) : undefined;
+      const splits = [];
+      const pagesPerChunk = m.chunkSize / PAGE;
+      const quick = m.quick ? Buffer.allocUnsafeSlow(16 * Math.ceil(m.length / PAGE)) : undefined;
       const previous = m.previous ? Buffer.from(m.previous) : undefined;
       for (let o = 0, i = 0; o < m.length; o += m.chunkSize, i++) {
         const data = Buffer.from(m.buffer, o, Math.min(m.length, o + m.chunkSize) - o);
+        splits.push(null);
         if (quick) {
-          xx.init();
-          xx.update(data);
-          quick.set(xx.digest("binary"), i * 16);
-          if (previous && m.usable[i] && previous.compare(quick, i * 16, i * 16 + 16, i * 16, i * 16 + 16) === 0) {
-            hashes.push("");
-            continue;
+          const first = i * pagesPerChunk;
+          const pages = Math.ceil(data.length / PAGE);
+          for (let p = 0; p < pages; p++) {
+            xx.init();
+            xx.update(data.subarray(p * PAGE, (p + 1) * PAGE));
+            quick.set(xx.digest("binary"), (first + p) * 16);
+          }
+          if (previous && m.usable[i]) {
+            const runs = splitRuns(previous, quick, first, pages);
+            if (runs.length === 0) {
+              hashes.push("");
+              continue;
+            }
+            const changed = runs.reduce((n, r) => n + r[1], 0);
+            if (m.split[i] && runs.length <= MAX_RUNS && changed * 4 <= pages * 3) {
+              splits[i] = runs.map(([p, n]) => [p, n, sha256(data.subarray(p * PAGE, (p + n) * PAGE))]);
+              hashes.push("");
+              continue;
+            }
           }
         }
-        hashes.push(createHash("sha256").update(data).digest("hex"));
+        hashes.push(sha256(data));
       }
       const transfer = quick ? [m.buffer, quick.buffer] : [m.buffer];
-      parentPort.postMessage({ id: m.id, hashes, buffer: m.buffer, quick: quick && quick.buffer }, transfer);
+      parentPort.postMessage(
+        { id: m.id, hashes, splits, buffer: m.buffer, quick: quick && quick.buffer },
+        transfer,
+      );
     } else if (m.op === "compressMany") {
       // Every stored object (header room + payload) back to back in one buffer, and the
       // input buffer handed back for reuse: two transfers per batch, not one per chunk.
+      // m.ranges: [start, length, start, length, ...] of the chunks to compress.
       const payloads = [];
       const codecs = [];
-      for (const i of m.indices) {
-        const o = i * m.chunkSize;
-        const data = Buffer.from(m.buffer, o, Math.min(m.length, o + m.chunkSize) - o);
+      for (let k = 0; k < m.ranges.length; k += 2) {
+        const data = Buffer.from(m.buffer, m.ranges[k], m.ranges[k + 1]);
         const packed = compressor.compress(data);
         const codec = packed.length < data.length ? 1 : 0;
         payloads.push(codec === 1 ? packed : data);
@@ -137,6 +178,16 @@ function handle(m) {
   }
 }
 `;
+
+// The unit of the quick hashes: a page, what CRIU's memory images are made of.
+export const PAGE_BYTES = 4096;
+// A changed piece is split into slices of its previous chunks and new chunks for its changed
+// runs only when it changed in at most this many runs (each run costs two more references
+// in the manifest, and a reader one more chunk).
+export const MAX_SPLIT_RUNS = 3;
+
+// One changed run of pages of a piece: [first page in the piece, pages, SHA-256 of them].
+export type SplitRun = [number, number, string];
 
 export interface CodecPoolOptions {
   // Worker threads. Default: as many as the cores, at most 4 (measured: with one worker on
@@ -206,45 +257,53 @@ export class CodecPool {
 
   // Hashes each `chunkSize` piece of the first `length` bytes of `buffer` in one message;
   // the buffer travels to the worker and back (use the returned one). With `quick`, also
-  // returns each piece's 16-byte quick hash (XXH3-128, seeded per pool), and a piece whose
-  // quick hash equals `quick.previous`'s at its index (where `quick.usable` is true) gets
-  // no SHA-256: its hash is "" (the caller reuses what it had there before).
+  // returns the 16-byte quick hash (XXH3-128, seeded per pool) of each page (PAGE_BYTES)
+  // of the batch, and compares them with `quick.previous` (the same pages' quick hashes
+  // last time) for the pieces where `quick.usable` is true:
+  // - a piece with all its pages equal gets no SHA-256: its hash is "" (the caller reuses
+  //   what it had there before);
+  // - a piece that changed in at most MAX_SPLIT_RUNS runs of pages covering at most 3/4 of
+  //   it, where `quick.split` is true, gets hash "" and `splits[i]`: each changed run as
+  //   [first page in the piece, pages, SHA-256 of those bytes] (the caller stores the runs
+  //   as chunks and the rest as slices of the previous chunks);
+  // - any other piece gets its SHA-256.
   async hashMany(
     buffer: ArrayBuffer,
     length: number,
     chunkSize: number,
     signal?: AbortSignal,
-    quick?: { previous?: Buffer; usable?: boolean[] },
+    quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
     urgent = false,
-  ): Promise<{ hashes: string[]; buffer: ArrayBuffer; quick?: Buffer }> {
+  ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; buffer: ArrayBuffer; quick?: Buffer }> {
     const message: Record<string, unknown> = { op: "hashMany", buffer, length, chunkSize };
     if (quick) {
       message.quick = true;
       if (quick.previous && quick.usable) {
         message.previous = quick.previous;
         message.usable = quick.usable;
+        message.split = quick.split ?? quick.usable.map(() => false);
       }
     }
     const r = await this.run(message, [buffer], signal, urgent);
     return {
       hashes: r.hashes as string[],
+      splits: r.splits as (SplitRun[] | null)[],
       buffer: r.buffer as ArrayBuffer,
       ...(r.quick ? { quick: Buffer.from(r.quick as ArrayBuffer) } : {}),
     };
   }
 
-  // Compresses the pieces `indices` of `buffer` (transferred, and handed back for reuse) in
-  // one message: one stored object each, in the order of `indices`, all views of one buffer.
+  // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (transferred, and
+  // handed back for reuse) in one message: one stored object each, in the order of
+  // `ranges`, all views of one buffer.
   async compressMany(
     buffer: ArrayBuffer,
-    length: number,
-    chunkSize: number,
-    indices: number[],
+    ranges: [number, number][],
     signal?: AbortSignal,
   ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: ArrayBuffer }> {
     let r: Record<string, unknown>;
     try {
-      r = await this.run({ op: "compressMany", buffer, length, chunkSize, indices }, [buffer], signal, true);
+      r = await this.run({ op: "compressMany", buffer, ranges: ranges.flat() }, [buffer], signal, true);
     } catch (err) {
       if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing chunks failed: ${err.message}`, {
@@ -383,6 +442,8 @@ export class CodecPool {
         seed: this.seed,
         level: this.level,
         headerBytes: CHUNK_HEADER_BYTES,
+        pageBytes: PAGE_BYTES,
+        maxRuns: MAX_SPLIT_RUNS,
       },
     });
     const slot: Slot = { worker };

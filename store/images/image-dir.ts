@@ -1,5 +1,6 @@
 import { type FileHandle, mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { refLength, refStart, sliceRef } from "../chunk/chunk-ref.js";
 import { emptyStats } from "../chunk/chunk-stats.js";
 import { type ChunkStore, spanRuns } from "../chunk/chunk-store.js";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
@@ -66,10 +67,13 @@ export async function downloadImageDir(
   await mkdir(dir, { recursive: true });
   const handles: FileHandle[] = [];
   try {
-    // Every chunk with the file and position it goes to; then grouped by pack so that a
-    // snapshot whose chunks come from several generations' packs still reads each pack in
-    // a few large requests.
-    const places: (ChunkRef & { handle: FileHandle; position: number })[] = [];
+    // Every chunk once, with each file and position it (or a slice of it) goes to; then
+    // grouped by pack so that a snapshot whose chunks come from several generations' packs
+    // still reads each pack in a few large requests.
+    const chunks = new Map<
+      string,
+      ChunkRef & { places: { handle: FileHandle; position: number; ref: ChunkRef }[] }
+    >();
     for (const [name, file] of Object.entries(images)) {
       if (name.includes("/") || name === "." || name === "..") {
         throw new SnapshotError(
@@ -81,8 +85,13 @@ export async function downloadImageDir(
       handles.push(handle);
       let position = 0;
       for (const ref of file.chunks) {
-        places.push({ ...ref, handle, position });
-        position += ref.size;
+        let entry = chunks.get(ref.hash);
+        if (!entry) {
+          entry = { ...sliceRef(ref, 0, ref.size), places: [] };
+          chunks.set(ref.hash, entry);
+        }
+        entry.places.push({ handle, position, ref });
+        position += refLength(ref);
       }
       if (position !== file.size) {
         throw new SnapshotError(
@@ -92,21 +101,24 @@ export async function downloadImageDir(
       }
     }
     await forEachBounded(
-      spanRuns(places, 4 * 1024 * 1024, 256 * 1024),
+      spanRuns([...chunks.values()], 4 * 1024 * 1024, 256 * 1024),
       options.concurrency ?? 8,
       async (run) => {
         const data = await store.fetchRun(run, options.signal);
-        for (const [i, place] of run.entries()) {
-          const buffer = data[i] as Buffer;
-          let written = 0;
-          while (written < buffer.length) {
-            const r = await place.handle.write(
-              buffer,
-              written,
-              buffer.length - written,
-              place.position + written,
-            );
-            written += r.bytesWritten;
+        for (const [i, chunk] of run.entries()) {
+          for (const place of chunk.places) {
+            const start = refStart(place.ref);
+            const buffer = (data[i] as Buffer).subarray(start, start + refLength(place.ref));
+            let written = 0;
+            while (written < buffer.length) {
+              const r = await place.handle.write(
+                buffer,
+                written,
+                buffer.length - written,
+                place.position + written,
+              );
+              written += r.bytesWritten;
+            }
           }
         }
       },

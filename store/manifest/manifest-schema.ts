@@ -4,7 +4,10 @@ import { z } from "zod";
 // change in docs/snapshot-format.md) for any change an older reader would misread.
 // 2: chunk references may point into pack objects (`pack`, `offset`); a reader of 1 would
 // look for those chunks as objects of their own and find them missing.
-export const MANIFEST_SCHEMA_VERSION = 2;
+// 3: chunk references may use a slice of their chunk (`slice`); a reader of 2 would read
+// the whole chunk there. Written only by manifests that have a slice (manifestSchemaFor),
+// so snapshots without one stay readable by readers of 2.
+export const MANIFEST_SCHEMA_VERSION = 3;
 
 const count = z.int().nonnegative();
 const hash = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex SHA-256");
@@ -18,13 +21,18 @@ export const ChunkRefSchema = z.object({
   // Schema 2: the pack object holding the chunk, and the chunk's offset in it.
   pack: hash.optional(),
   offset: count.optional(),
+  // Schema 3: the file uses bytes [slice[0], slice[0] + slice[1]) of the chunk.
+  slice: z.tuple([count, z.int().positive()]).optional(),
 });
 
-// A file stored as chunks; its chunk sizes must add up to its size.
+// A file stored as chunks; its chunk (or slice) sizes must add up to its size.
 export const ChunkedFileSchema = z
   .object({ size: count, chunks: z.array(ChunkRefSchema) })
-  .refine((f) => f.chunks.reduce((n, c) => n + c.size, 0) === f.size, {
+  .refine((f) => f.chunks.reduce((n, c) => n + (c.slice ? c.slice[1] : c.size), 0) === f.size, {
     message: "chunk sizes do not add up to the file size",
+  })
+  .refine((f) => f.chunks.every((c) => !c.slice || c.slice[0] + c.slice[1] <= c.size), {
+    message: "a chunk's slice reaches past the chunk's end",
   })
   .refine((f) => f.chunks.every((c) => (c.pack === undefined) === (c.offset === undefined)), {
     message: "a chunk in a pack needs both pack and offset",
@@ -49,7 +57,7 @@ export const OpenFileSchema = z.object({
 });
 
 export const ManifestSchema = z.object({
-  schemaVersion: z.union([z.literal(1), z.literal(MANIFEST_SCHEMA_VERSION)]),
+  schemaVersion: z.union([z.literal(1), z.literal(2), z.literal(MANIFEST_SCHEMA_VERSION)]),
   generation: z.int().positive(),
   parentGeneration: z.int().positive().nullable(),
   createdAt: z.iso.datetime({ offset: true }),
@@ -96,6 +104,13 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 export type OpenFileState = z.infer<typeof OpenFileSchema>;
 export type CpuinfoRef = z.infer<typeof CpuinfoSchema>;
 
+// The schema version a manifest with these images needs: 3 with a slice anywhere, else 2
+// (readable by older readers).
+export function manifestSchemaFor(images: Record<string, { chunks: { slice?: unknown }[] }>): 2 | 3 {
+  for (const file of Object.values(images)) if (file.chunks.some((c) => c.slice !== undefined)) return 3;
+  return 2;
+}
+
 // Every distinct chunk hash a manifest references (images and the cpuinfo file).
 export function manifestChunkHashes(
   manifest: Manifest,
@@ -105,7 +120,7 @@ export function manifestChunkHashes(
   if (manifest.host.cpuinfo && "file" in manifest.host.cpuinfo) files.push(manifest.host.cpuinfo.file);
   for (const file of files) {
     for (const c of file.chunks) {
-      const { hash: _, ...ref } = c;
+      const { hash: _, slice: __, ...ref } = c;
       out.set(c.hash, ref);
     }
   }

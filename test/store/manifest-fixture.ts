@@ -3,8 +3,8 @@
 import {
   type ChunkedFile,
   type ChunkStore,
-  MANIFEST_SCHEMA_VERSION,
   type Manifest,
+  manifestSchemaFor,
   type SnapshotRepository,
 } from "../../store/index.js";
 
@@ -16,7 +16,7 @@ export function manifestFor(
 ): Manifest {
   const logical = Object.values(images).reduce((n, f) => n + f.size, 0);
   return {
-    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    schemaVersion: manifestSchemaFor(images),
     generation,
     parentGeneration: generation > 1 ? generation - 1 : null,
     createdAt: new Date().toISOString(),

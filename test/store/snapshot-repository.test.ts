@@ -175,12 +175,12 @@ describe("SnapshotRepository damage and fallback", () => {
 
   it("refuses a manifest from a newer schema with SNAPSHOT_SCHEMA_TOO_NEW, naming the version", async () => {
     await twoGenerations();
-    const newer = { ...(await repo.load(2)), schemaVersion: 3, generation: 7, somethingNew: { x: 1 } };
+    const newer = { ...(await repo.load(2)), schemaVersion: 4, generation: 7, somethingNew: { x: 1 } };
     await put(repo.manifestKey(7), JSON.stringify(newer));
     const err = await repo.load(7).catch((e: unknown) => e);
     expect(codeOf(err)).toBe("SNAPSHOT_SCHEMA_TOO_NEW");
     expect((err as Error).message).toBe(
-      "manifest of task t-42 generation 7 has schemaVersion 3; this snapctl reads up to 2: upgrade snapctl",
+      "manifest of task t-42 generation 7 has schemaVersion 4; this snapctl reads up to 3: upgrade snapctl",
     );
     // Falling back past it would silently lose work: refused instead.
     expect(codeOf(await repo.loadLatestUsable().catch((e: unknown) => e))).toBe("SNAPSHOT_SCHEMA_TOO_NEW");
