@@ -12,6 +12,7 @@ import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-fo
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
+const zlib = require("node:zlib");
 const zstd = require(workerData.zstdPath);
 const compressor = new zstd.Compressor();
 compressor.setParameters({ compressionLevel: workerData.level });
@@ -124,6 +125,9 @@ function handle(m) {
         { id: m.id, hashes, splits, buffer: m.buffer, quick: quick && quick.buffer },
         transfer,
       );
+    } else if (m.op === "crc32") {
+      const crc32 = zlib.crc32(Buffer.from(m.buffer, 0, m.length));
+      parentPort.postMessage({ id: m.id, crc32, buffer: m.buffer }, [m.buffer]);
     } else if (m.op === "compressMany") {
       // Every stored object (header room + payload) back to back in one buffer, and the
       // input buffer handed back for reuse: two transfers per batch, not one per chunk.
@@ -291,6 +295,18 @@ export class CodecPool {
       buffer: r.buffer as ArrayBuffer,
       ...(r.quick ? { quick: Buffer.from(r.quick as ArrayBuffer) } : {}),
     };
+  }
+
+  // The CRC-32 (IEEE, as S3's x-amz-checksum-crc32) of the first `length` bytes of
+  // `buffer`, which travels to the worker and back (use the returned one). Urgent: it is
+  // the last step before an upload.
+  async crc32(
+    buffer: ArrayBuffer,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<{ crc32: number; buffer: ArrayBuffer }> {
+    const r = await this.run({ op: "crc32", buffer, length }, [buffer], signal, true);
+    return { crc32: r.crc32 as number, buffer: r.buffer as ArrayBuffer };
   }
 
   // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (transferred, and

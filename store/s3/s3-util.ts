@@ -136,15 +136,15 @@ export async function withRetries<T>(
   }
 }
 
-// A build-step middleware that gives SigV4 the request's payload hash (hex SHA-256 of the
-// body) instead of letting the signer hash the body on the event loop. The signer takes an
-// x-amz-content-sha256 header as given (@smithy/signature-v4 getPayloadHash), and S3
-// rejects a body that does not match it.
-export function withPayloadHash(sha256Hex: string) {
+// A build-step middleware that signs the request without its payload: SigV4 takes an
+// x-amz-content-sha256 header as given (@smithy/signature-v4 getPayloadHash), and
+// UNSIGNED-PAYLOAD spares a SHA-256 of the body. The body's integrity then rests on a
+// checksum the caller sends (x-amz-checksum-crc32, which S3 checks: BadDigest) and on TLS.
+export function withUnsignedPayload() {
   return <A extends { request: unknown }, R>(next: (args: A) => Promise<R>) =>
     async (args: A): Promise<R> => {
       const request = args.request as { headers?: Record<string, string> };
-      if (request.headers) request.headers["x-amz-content-sha256"] = sha256Hex;
+      if (request.headers) request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
       return await next(args);
     };
 }
