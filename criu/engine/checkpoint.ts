@@ -75,30 +75,6 @@ export async function checkpointTask(
   const mode: CheckpointMode = parentGeneration === null ? "full" : "incremental-chunks";
   const logFile = join(logDir, "dump.log");
 
-  // Staged locally, the memory images go up while CRIU writes them (pages-*.img are only
-  // appended to), the rest once the dump is done: the upload overlaps the freeze instead of
-  // following it.
-  const memo = ctx.quickMemo;
-  const previous = parentGeneration !== null && memo.generation === parentGeneration ? memo.files : undefined;
-  let dumpDone = (): void => {};
-  let dumpFailed = (_: unknown): void => {};
-  const dumped = new Promise<void>((resolve, reject) => {
-    dumpDone = resolve;
-    dumpFailed = reject;
-  });
-  dumped.catch(() => {});
-  // Stops the upload when the checkpoint fails after the dump (the open files' capture).
-  const stopUpload = new AbortController();
-  let uploadStart = performance.now();
-  const uploading = local
-    ? uploadImageDir(ctx.store, imagesDir, {
-        signal: signal ? AbortSignal.any([signal, stopUpload.signal]) : stopUpload.signal,
-        quick: previous ? { previous } : {},
-        growing: { done: dumped, follow: (name) => /^pages-\d+\.img$/.test(name) },
-      })
-    : undefined;
-  uploading?.catch(() => {});
-
   const freezeStart = performance.now();
   // The task's accumulated run time at the freeze (earlier instances included).
   const taskRuntimeMs = target.runtimeBeforeMs + Math.max(0, ctx.clock() - target.startedAt);
@@ -167,10 +143,8 @@ export async function checkpointTask(
         await hook.release(true);
       }
       dumpMs = (await dumping).durationMs;
-      dumpDone();
     } else {
       dumpMs = (await dumping).durationMs;
-      dumpDone();
       await captureFiles();
     }
   } catch (err) {
@@ -178,20 +152,21 @@ export async function checkpointTask(
     // --leave-stopped tree that we could not finish with is continued here).
     resumed = true;
     await signalTree(target.task.pid, "SIGCONT");
-    dumpFailed(err);
-    stopUpload.abort(err);
-    // The upload stops on the failure; nothing is committed (its chunks are garbage).
-    await uploading?.catch(() => {});
     if (local) await rm(imagesDir, { recursive: true, force: true });
     throw err;
   }
   await resume();
   const freezeMs = performance.now() - freezeStart;
-  if (!local) uploadStart = performance.now();
 
+  const uploadStart = performance.now();
+  const memo = ctx.quickMemo;
+  const previous = parentGeneration !== null && memo.generation === parentGeneration ? memo.files : undefined;
   let quickHashed: Record<string, QuickHashedFile> | undefined;
-  const images = uploading
-    ? await uploading.then(
+  const images = local
+    ? await uploadImageDir(ctx.store, imagesDir, {
+        ...(signal ? { signal } : {}),
+        quick: previous ? { previous } : {},
+      }).then(
         (r) => {
           quickHashed = r.quickHashed;
           return r.images;

@@ -210,26 +210,17 @@ export class ChunkStore implements ChunkStoreLike {
     path: string,
     options: ChunkWriterOptions = {},
   ): Promise<{ file: ChunkedFile; stats: ChunkStats; quickHashed?: QuickHashedFile }> {
-    const handle = await open(path, "r");
-    try {
-      return await this.writeFilled(
-        async (target) => (await handle.read(target, 0, target.length, null)).bytesRead,
-        options,
-      );
-    } finally {
-      await handle.close();
-    }
-  }
-
-  // Chunks what `read` gives, read straight into the writer's chunk buffers: `read` fills up
-  // to target.length bytes of `target` and returns how many (0 at the end).
-  async writeFilled(
-    read: (target: Buffer) => Promise<number>,
-    options: ChunkWriterOptions = {},
-  ): Promise<{ file: ChunkedFile; stats: ChunkStats; quickHashed?: QuickHashedFile }> {
     const writer = this.createWriter(options);
     try {
-      await writer.fill(read, options);
+      const handle = await open(path, "r");
+      try {
+        await writer.fill(
+          async (target) => (await handle.read(target, 0, target.length, null)).bytesRead,
+          options,
+        );
+      } finally {
+        await handle.close();
+      }
       const file = await writer.finish(options);
       const quickHashed = writer.quickHashed;
       return { file, stats: { ...writer.stats }, ...(quickHashed ? { quickHashed } : {}) };

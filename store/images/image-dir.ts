@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { refLength, refStart, sliceRef } from "../chunk/chunk-ref.js";
 import { emptyStats } from "../chunk/chunk-stats.js";
 import { type ChunkStore, spanRuns } from "../chunk/chunk-store.js";
-import type { ChunkWriterOptions } from "../chunk/chunk-writer.js";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
 import type { ChunkedFile, ChunkRef, ChunkStats, QuickHashedFile } from "../types.js";
 import { forEachBounded } from "../util/for-each-bounded.js";
@@ -16,11 +15,6 @@ export interface ImageDirOptions {
 }
 
 export interface UploadImageDirOptions extends ImageDirOptions {
-  // The directory is still being written (CRIU dumping into it): settles when the writer
-  // is done (rejects when it failed, and the upload then fails with that error). Meanwhile
-  // the files `follow` accepts are uploaded as they grow (they must only ever be appended
-  // to, as CRIU's pages-*.img are); every other file is uploaded once `growing` resolves.
-  growing?: { done: Promise<void>; follow: (name: string) => boolean; pollMs?: number };
   // Collect each file's quick hashes (returned as `quickHashed`), and skip the SHA-256 of
   // chunks equal to `previous`'s file of the same name at the same place (the last upload
   // of this directory's generation by the same store; see ChunkWriterOptions.quick).
@@ -38,107 +32,26 @@ export async function uploadImageDir(
   stats: ChunkStats;
   quickHashed?: Record<string, QuickHashedFile>;
 }> {
+  const entries = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
   const images: Record<string, ChunkedFile> = {};
   const quickHashed: Record<string, QuickHashedFile> = {};
   const stats = emptyStats();
-  const upload = async (name: string, growing?: GrowingFile) => {
-    const previous = options.quick?.previous?.[name];
-    const writerOptions = {
-      signal: options.signal,
-      ...(options.quick ? { quick: previous ? { previous } : {} } : {}),
-    };
-    const result = growing
-      ? await growing.upload(store, join(dir, name), writerOptions)
-      : await store.writeFile(join(dir, name), writerOptions);
-    images[name] = result.file;
-    if (result.quickHashed) quickHashed[name] = result.quickHashed;
-    for (const key of Object.keys(stats) as (keyof ChunkStats)[]) stats[key] += result.stats[key];
-  };
-  const followed = new Set<string>();
-  if (options.growing) {
-    // Files appear while the writer runs: each followed one gets an uploader at once.
-    const growing = new GrowingFile(options.growing.done, options.growing.pollMs ?? 20, options.signal);
-    const uploads: Promise<void>[] = [];
-    const scan = async () => {
-      for (const e of await readdir(dir, { withFileTypes: true })) {
-        if (!e.isFile() || followed.has(e.name) || !options.growing?.follow(e.name)) continue;
-        followed.add(e.name);
-        const p = upload(e.name, growing);
-        // Awaited below; until then a failure must not count as unhandled.
-        p.catch(() => {});
-        uploads.push(p);
-      }
-    };
-    try {
-      while (!growing.settled) {
-        await scan();
-        await growing.pause();
-      }
-      await options.growing.done;
-      await scan();
-    } finally {
-      // The first failure of any of them, once all have stopped.
-      const results = await Promise.allSettled(uploads);
-      const failed = results.find((r) => r.status === "rejected");
-      if (failed && growing.error === undefined) throw failed.reason;
-    }
-  }
-  const entries = (await readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isFile() && !followed.has(e.name))
-    .map((e) => e.name);
-  await forEachBounded(entries.sort(), options.concurrency ?? 4, (name) => upload(name), options.signal);
+  await forEachBounded(
+    entries.sort(),
+    options.concurrency ?? 4,
+    async (name) => {
+      const previous = options.quick?.previous?.[name];
+      const result = await store.writeFile(join(dir, name), {
+        signal: options.signal,
+        ...(options.quick ? { quick: previous ? { previous } : {} } : {}),
+      });
+      images[name] = result.file;
+      if (result.quickHashed) quickHashed[name] = result.quickHashed;
+      for (const key of Object.keys(stats) as (keyof ChunkStats)[]) stats[key] += result.stats[key];
+    },
+    options.signal,
+  );
   return { images, stats, ...(options.quick ? { quickHashed } : {}) };
-}
-
-// Reads files that another process is still appending to, until it is done.
-class GrowingFile {
-  settled = false;
-  error: unknown;
-  private readonly finished: Promise<void>;
-
-  constructor(
-    done: Promise<void>,
-    private readonly pollMs: number,
-    private readonly signal?: AbortSignal,
-  ) {
-    this.finished = done.then(
-      () => {
-        this.settled = true;
-      },
-      (err: unknown) => {
-        this.settled = true;
-        this.error = err;
-      },
-    );
-  }
-
-  // Waits a poll interval, or less if the writer finishes first.
-  async pause(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.finished, new Promise((r) => (timer = setTimeout(r, this.pollMs)))]);
-    clearTimeout(timer);
-  }
-
-  // Uploads the file as it is appended to, to its end once the writer is done. A read that
-  // finds nothing new waits; one that finds nothing after the writer finished is the end.
-  async upload(store: ChunkStore, path: string, options: ChunkWriterOptions) {
-    const handle = await open(path, "r");
-    try {
-      return await store.writeFilled(async (target) => {
-        for (;;) {
-          if (this.signal?.aborted) throw this.signal.reason;
-          // Whether the writer was done before this read: then a short read is the end.
-          const wasSettled = this.settled;
-          if (wasSettled && this.error !== undefined) throw this.error;
-          const { bytesRead } = await handle.read(target, 0, target.length, null);
-          if (bytesRead > 0 || wasSettled) return bytesRead;
-          await this.pause();
-        }
-      }, options);
-    } finally {
-      await handle.close();
-    }
-  }
 }
 
 // Writes image files back into a local directory (created if needed), every chunk verified.
