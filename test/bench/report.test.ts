@@ -111,6 +111,28 @@ describe("benchmark report", () => {
     expect(byGoal("write")?.status).toBe("not measured yet");
   });
 
+  it("judges the freeze as this project's over the floor (at most 1.3x)", () => {
+    const figure = (target: string, freeze: number) => ({
+      target,
+      profile: "proxied" as const,
+      mib: 1024,
+      workload: "checkpoint" as const,
+      freezeSeconds: m(freeze, freeze, freeze),
+      committedSeconds: m(5, 5, 5),
+      bytesUploaded: m(1, 1, 1),
+      errors: [],
+    });
+    const freeze = (mine: number) =>
+      judgeTargets(results({ checkpoint: [figure("spot-snapshots", mine), figure("tmpfs-floor", 2)] })).find(
+        (v) => v.goal.startsWith("Freeze time"),
+      );
+    expect(freeze(2.4)).toMatchObject({
+      status: "met",
+      detail: "frozen 2.40 s vs floor 2.00 s: 1.20x the floor",
+    });
+    expect(freeze(3)).toMatchObject({ status: "missed", detail: expect.stringContaining("1.50x the floor") });
+  });
+
   it("renders one bar per measured figure and marks missing ones", () => {
     const svg = renderBarChart({
       title: "T <1>",
