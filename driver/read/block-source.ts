@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "../../common/log.js";
@@ -77,6 +78,9 @@ export class BlockSource {
   // Disk cache reads in progress, shared by every reader of the block.
   private readonly loading = new Map<string, Promise<Buffer | undefined>>();
   private closed = false;
+  // Fired by close(): aborts the GETs in flight, the waits for a GET slot and the pauses
+  // between attempts, so that closing never waits for a GET that does not answer.
+  private readonly closing = new AbortController();
   // Where blocks came from, for logs and benchmarks.
   readonly stats = { memoryHits: 0, inflightHits: 0, diskHits: 0, fetchedBlocks: 0, gets: 0 };
 
@@ -89,6 +93,9 @@ export class BlockSource {
       dispose: (data) => this.pool.release(data),
     });
     this.gets = new Semaphore(o.maxConcurrentGets);
+    // One listener per GET in flight, per run waiting for a slot and per pause between
+    // attempts: bounded by the read memory, but often more than Node's default warning level.
+    setMaxListeners(0, this.closing.signal);
   }
 
   get blockSize(): number {
@@ -206,7 +213,9 @@ export class BlockSource {
     this.stats.gets++;
     this.stats.fetchedBlocks += blocks.length;
     const run = this.fetchRun(obj, first, blocks, urgent).catch((err) => {
-      this.o.logger.warn({ err, bucket: obj.bucket, key: obj.key, block: first }, "read from S3 failed");
+      // A GET aborted by close is expected, not a failure worth a warning.
+      const log = this.closed ? this.o.logger.debug : this.o.logger.warn;
+      log.call(this.o.logger, { err, bucket: obj.bucket, key: obj.key, block: first }, "read from S3 failed");
     });
     this.runs.add(run);
     run.finally(() => this.runs.delete(run)).catch(() => {});
@@ -249,11 +258,12 @@ export class BlockSource {
         settled++;
       }
     };
+    const signal = this.closing.signal;
     try {
-      await this.gets.acquire(1, { urgent });
+      await this.gets.acquire(1, { urgent, signal });
       try {
         for (let attempt = 1; cursor < end; attempt++) {
-          if (this.closed) throw new DriverError("DRIVER_ABORTED", `${what}: the mount is closing`);
+          if (signal.aborted) throw new DriverError("DRIVER_ABORTED", `${what}: the mount is closing`);
           try {
             cursor = await this.streamInto(obj, cursor, end, start, blocks, settle);
           } catch (err) {
@@ -268,13 +278,17 @@ export class BlockSource {
                 { maxAttempts: 0, baseMs: this.o.retryBaseMs, timeoutMs: 0, logger: this.o.logger },
                 attempt,
               ),
+              signal,
             );
           }
         }
       } finally {
         this.gets.release(1);
       }
-    } catch (err) {
+    } catch (raw) {
+      // A wait cut short by close rejects with the closing reason (an AbortError): readers get
+      // DRIVER_ABORTED, like a GET aborted by close.
+      const err = toDriverError(raw, what);
       for (let i = settled; i < blocks.length; i++) {
         const id = this.id(obj, first + i);
         const block = blocks[i] as PendingBlock;
@@ -309,6 +323,9 @@ export class BlockSource {
     };
     let cursor = from;
     let body: Readable | undefined;
+    const onClose = () => controller.abort(this.closing.signal.reason);
+    if (this.closing.signal.aborted) onClose();
+    else this.closing.signal.addEventListener("abort", onClose, { once: true });
     try {
       body = await this.o.s3.getRange(
         obj.bucket,
@@ -342,13 +359,17 @@ export class BlockSource {
       throw Object.assign(reason instanceof Error ? reason : new Error(String(reason)), { progress: cursor });
     } finally {
       clearTimeout(timer);
+      this.closing.signal.removeEventListener("abort", onClose);
       body?.destroy();
     }
   }
 
-  // Stops starting new work and waits for the GETs in flight.
+  // Stops starting new work, aborts the GETs in flight (their readers get DRIVER_ABORTED) and
+  // waits for them to end.
   async close(): Promise<void> {
     this.closed = true;
+    if (!this.closing.signal.aborted)
+      this.closing.abort(Object.assign(new Error("the mount is closing"), { name: "AbortError" }));
     while (this.runs.size > 0) await Promise.allSettled([...this.runs]);
     this.memory.clear();
     this.pool.clear();
