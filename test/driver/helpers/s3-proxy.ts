@@ -20,8 +20,9 @@ export interface ProxiedRequest {
   headers: IncomingHttpHeaders;
   // The status the client got (after If-Match enforcement).
   status?: number;
-  // Set when the proxy answered the request itself instead of forwarding it.
-  served?: "UploadPartCopy";
+  // Set when the proxy answered the request itself instead of forwarding it, cut its body short
+  // ("reset") or held it unanswered ("stalled": recorded when it arrives, not when it ends).
+  served?: "UploadPartCopy" | "reset" | "stalled";
   // For a served UploadPartCopy: how many were being served when it arrived (itself included).
   inFlight?: number;
 }
@@ -32,6 +33,12 @@ export interface ProxyBehaviour {
   uploadPartCopy?: boolean;
   // Answer `status` to every UploadPartCopy of these part numbers, without copying.
   failPartCopy?: { partNumbers: number[]; status: number };
+  // Cut the connection of the next `count` GETs of `key` (the path after the bucket) whose body
+  // is longer than `afterBytes`, after that many bytes: a connection reset mid-body.
+  resetGets?: { key: string; afterBytes: number; count: number };
+  // Hold every GET of `key` that names a version (If-Match: the reads of an open file, not its
+  // lookup) unanswered until the client leaves; recorded when it arrives.
+  stallGets?: { key: string };
 }
 
 // The proxy's HTTP server (run by s3-proxy-child.ts: see S3Proxy). Every request, once
@@ -41,6 +48,7 @@ export class S3ProxyServer {
   private readonly agent = new Agent({ keepAlive: true });
   private behaviour: ProxyBehaviour = {};
   private partCopies = 0;
+  private resetsDone = 0;
 
   constructor(
     private readonly upstream: string,
@@ -49,6 +57,14 @@ export class S3ProxyServer {
 
   configure(behaviour: ProxyBehaviour): void {
     this.behaviour = behaviour;
+    this.resetsDone = 0;
+  }
+
+  // Whether a GET goes to `key` of any bucket (path-style /<bucket>/<key>).
+  private isGetOf(req: IncomingMessage, key: string | undefined): boolean {
+    if (key === undefined || req.method !== "GET") return false;
+    const path = new URL(req.url ?? "", "http://proxy").pathname;
+    return path.slice(path.indexOf("/", 1) + 1) === key;
   }
 
   // Listens on a free loopback port and returns it.
@@ -67,6 +83,14 @@ export class S3ProxyServer {
         });
         return;
       }
+      if (this.isGetOf(req, this.behaviour.stallGets?.key) && req.headers["if-match"] !== undefined) {
+        seen.served = "stalled";
+        res.removeAllListeners("close");
+        this.onRecord(seen);
+        req.resume();
+        return;
+      }
+      const reset = this.behaviour.resetGets;
       const upstream = request(
         {
           host: target.hostname,
@@ -103,7 +127,25 @@ export class S3ProxyServer {
           // Headers go now, not with the first body byte: s3rver announces a byte it never
           // sends for a range of an empty object, and the client must see the headers anyway.
           res.flushHeaders();
-          answer.pipe(res);
+          const cut =
+            reset !== undefined &&
+            this.isGetOf(req, reset.key) &&
+            this.resetsDone < reset.count &&
+            Number(answer.headers["content-length"]) > reset.afterBytes;
+          if (!cut) return void answer.pipe(res);
+          this.resetsDone++;
+          seen.served = "reset";
+          let left = reset.afterBytes;
+          answer.on("data", (chunk: Buffer) => {
+            if (left <= 0) return;
+            const part = chunk.subarray(0, left);
+            left -= part.length;
+            if (left > 0) return void res.write(part);
+            res.write(part, () => {
+              answer.destroy();
+              res.socket?.destroy();
+            });
+          });
         },
       );
       upstream.on("error", () => res.destroy());
@@ -258,6 +300,7 @@ function etagMatches(wanted: string, actual: string | undefined): boolean {
 // mount, and the mount's lookups need the proxy to answer.
 // Opt-in (configure): it serves UploadPartCopy, which s3rver lacks, by a ranged GET and an
 // UploadPart on s3rver; the bytes go through the real server (an emulated API, not a mock).
+// It can also inject network faults into GETs: a body cut mid-way, or no answer at all.
 export class S3Proxy {
   readonly requests: ProxiedRequest[] = [];
   private child: ChildProcess | undefined;
