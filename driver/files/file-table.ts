@@ -64,13 +64,13 @@ export class FileTable {
     this.ctx.source.offer(obj, body);
   }
 
-  // An open file a new open must not share: clean, and its version replaced in S3.
   // Whether `key` was a new file whose upload failed within the last LOST_MS (see `lost`).
   wasLost(bucket: string, key: string): boolean {
     const at = this.lost.get(id(bucket, key));
     return at !== undefined && Date.now() - at < LOST_MS;
   }
 
+  // An open file a new open must not share: clean, and its version replaced in S3.
   isStale(file: OpenFile | undefined): boolean {
     return (file?.changed ?? false) && file?.mode === "clean" && !file.dirty && !file.unlinked;
   }

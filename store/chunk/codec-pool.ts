@@ -18,8 +18,9 @@ const compressor = new zstd.Compressor();
 compressor.setParameters({ compressionLevel: workerData.level });
 const decompressor = new zstd.Decompressor();
 const HEADER = workerData.headerBytes;
-// XXH3-128 with the pool's random seed: the quick hash that finds chunks unchanged since
-// the previous generation at the same place (see hashMany), at about 4x SHA-256's speed.
+// XXH3-128 with the pool's random seed: the quick hash that finds pages unchanged since
+// the previous generation at the same place (see hashMany), faster than SHA-256 even with
+// a call per page (bench/probes/hash-speed.ts).
 let xx;
 const xxReady = require(workerData.hashWasmPath)
   .createXXHash128(workerData.seed[0], workerData.seed[1])
@@ -277,7 +278,6 @@ export class CodecPool {
     chunkSize: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
-    urgent = false,
   ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; buffer: ArrayBuffer; quick?: Buffer }> {
     const message: Record<string, unknown> = { op: "hashMany", buffer, length, chunkSize };
     if (quick) {
@@ -288,7 +288,7 @@ export class CodecPool {
         message.split = quick.split ?? quick.usable.map(() => false);
       }
     }
-    const r = await this.run(message, [buffer], signal, urgent);
+    const r = await this.run(message, [buffer], signal);
     return {
       hashes: r.hashes as string[],
       splits: r.splits as (SplitRun[] | null)[],
@@ -397,7 +397,7 @@ export class CodecPool {
   }
 
   // `urgent` jobs go ahead of the others (in their own order): the second step of work
-  // already started (compressing a hashed batch, hashing a sealed pack for its upload)
+  // already started (compressing a hashed batch, the CRC-32 of a sealed pack for its upload)
   // should not wait behind every batch queued since.
   private run(
     message: Record<string, unknown>,

@@ -16,13 +16,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChunkedFile,
   ChunkStore,
+  type ChunkStoreOptions,
   downloadImageDir,
   SnapshotRepository,
   spanRuns,
 } from "../../store/index.js";
 import { commitGeneration, manifestFor, writeFile } from "./manifest-fixture.js";
 import { dirtyPages, makeMemoryImage } from "./memory-image.js";
-import { type S3Fixture, startS3 } from "./s3-fixture.js";
+import { packedStore, type S3Fixture, startS3 } from "./s3-fixture.js";
 
 const MiB = 1024 * 1024;
 let s3: S3Fixture;
@@ -35,16 +36,8 @@ afterAll(async () => {
   await s3?.close();
 });
 
-function newStore(prefix: string, options: Partial<ConstructorParameters<typeof ChunkStore>[0]> = {}) {
-  return new ChunkStore({
-    client: s3.client,
-    bucket: s3.bucket,
-    prefix,
-    chunkSize: 64 * 1024,
-    packSize: 1 * MiB,
-    ...options,
-  });
-}
+const newStore = (prefix: string, options: Partial<ChunkStoreOptions> = {}) =>
+  packedStore(s3, prefix, options);
 
 // A client of its own (for middleware the other tests must not see), one attempt per request.
 function ownClient(extra: Partial<S3ClientConfig> = {}): S3Client {

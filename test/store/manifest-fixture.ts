@@ -5,6 +5,7 @@ import {
   type ChunkStore,
   type Manifest,
   manifestSchemaFor,
+  type QuickHashedFile,
   type SnapshotRepository,
 } from "../../store/index.js";
 
@@ -40,6 +41,15 @@ export async function writeFile(store: ChunkStore, data: Buffer): Promise<Chunke
   const writer = store.createWriter();
   for (let o = 0; o < data.length; o += 128 * 1024) await writer.write(data.subarray(o, o + 128 * 1024));
   return writer.finish();
+}
+
+// Writes `data` in 300 KiB writes with quick hashes, compared with `previous` (the same
+// file's last write by this store): the file, its quick hashes for the next write, counters.
+export async function writeQuick(store: ChunkStore, data: Buffer, previous?: QuickHashedFile) {
+  const writer = store.createWriter({ quick: previous ? { previous } : {} });
+  for (let o = 0; o < data.length; o += 300 * 1024) await writer.write(data.subarray(o, o + 300 * 1024));
+  const file = await writer.finish();
+  return { file, quick: writer.quickHashed as QuickHashedFile, stats: { ...writer.stats } };
 }
 
 // Writes `files` and commits them as the next generation; returns the manifest.

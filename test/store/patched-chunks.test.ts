@@ -10,16 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChunkedFile,
   ChunkedFileSchema,
-  ChunkStore,
   downloadImageDir,
   parseManifest,
   SnapshotRepository,
   serializeManifest,
   uploadImageDir,
 } from "../../store/index.js";
-import type { ChunkRef, QuickHashedFile } from "../../store/types.js";
-import { manifestFor } from "./manifest-fixture.js";
-import { type S3Fixture, startS3 } from "./s3-fixture.js";
+import type { ChunkRef } from "../../store/types.js";
+import { manifestFor, writeQuick } from "./manifest-fixture.js";
+import { packedStore, type S3Fixture, startS3 } from "./s3-fixture.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -35,16 +34,8 @@ afterAll(async () => {
   await s3?.close();
 });
 
-function newStore(prefix = `patched${counter++}/.snapshots/chunks/`): ChunkStore {
-  return new ChunkStore({ client: s3.client, bucket: s3.bucket, prefix, chunkSize: CHUNK, packSize: MiB });
-}
-
-async function write(store: ChunkStore, data: Buffer, previous?: QuickHashedFile) {
-  const writer = store.createWriter({ quick: previous ? { previous } : {} });
-  for (let o = 0; o < data.length; o += 300 * KiB) await writer.write(data.subarray(o, o + 300 * KiB));
-  const file = await writer.finish();
-  return { file, quick: writer.quickHashed as QuickHashedFile, stats: { ...writer.stats } };
-}
+const newStore = (prefix = `patched${counter++}/.snapshots/chunks/`) => packedStore(s3, prefix);
+const write = writeQuick;
 
 // Reads `file` through a new store on the same prefix (nothing cached), whole and in pieces
 // that start and end inside slices.

@@ -4,9 +4,10 @@
 // are stored as patches: test/store/patched-chunks.test.ts).
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChunkStore } from "../../store/index.js";
+import type { ChunkStore } from "../../store/index.js";
 import type { QuickHashedFile } from "../../store/types.js";
-import { type S3Fixture, startS3 } from "./s3-fixture.js";
+import { writeQuick } from "./manifest-fixture.js";
+import { packedStore, type S3Fixture, startS3 } from "./s3-fixture.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,22 +22,8 @@ afterAll(async () => {
   await s3?.close();
 });
 
-function newStore(): ChunkStore {
-  return new ChunkStore({
-    client: s3.client,
-    bucket: s3.bucket,
-    prefix: `quick${counter++}/chunks/`,
-    chunkSize: CHUNK,
-    packSize: MiB,
-  });
-}
-
-async function write(store: ChunkStore, data: Buffer, previous?: QuickHashedFile) {
-  const writer = store.createWriter({ quick: previous ? { previous } : {} });
-  for (let o = 0; o < data.length; o += 300 * KiB) await writer.write(data.subarray(o, o + 300 * KiB));
-  const file = await writer.finish();
-  return { file, quick: writer.quickHashed as QuickHashedFile, stats: { ...writer.stats } };
-}
+const newStore = () => packedStore(s3, `quick${counter++}/chunks/`);
+const write = writeQuick;
 
 async function readAll(store: ChunkStore, file: { size: number; chunks: QuickHashedFile["chunks"] }) {
   const reader = store.openReader(file);

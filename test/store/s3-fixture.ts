@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { S3Server } from "../../cloud/index.js";
+import { ChunkStore, type ChunkStoreOptions } from "../../store/index.js";
 
 export interface S3Fixture {
   server: S3Server;
@@ -34,4 +35,21 @@ export async function startS3(bucket = "snapshots"): Promise<S3Fixture> {
       await rm(directory, { recursive: true, force: true });
     },
   };
+}
+
+// A chunk store on the fixture's bucket laid out like the snapshot engine's (64 KiB chunks in
+// packs; 1 MiB packs keep the tests small), under `prefix`.
+export function packedStore(
+  s3: S3Fixture,
+  prefix: string,
+  options: Partial<ChunkStoreOptions> = {},
+): ChunkStore {
+  return new ChunkStore({
+    client: s3.client,
+    bucket: s3.bucket,
+    prefix,
+    chunkSize: 64 * 1024,
+    packSize: 1024 * 1024,
+    ...options,
+  });
 }
