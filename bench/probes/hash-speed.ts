@@ -1,0 +1,88 @@
+// Probe behind the per-byte costs quoted in docs/snapshot-format.md: on one thread, over
+// 64 MiB of random bytes, the quick hash (XXH3-128 from hash-wasm, as the codec workers run
+// it) per 4 KiB page and per 64 KiB piece, SHA-256 per 64 KiB, CRC-32 (zlib) of the whole,
+// and zstd level 3 per 64 KiB (random data: its worst case); then parseManifest and
+// serializeManifest of a manifest of 100,000 chunk references, a third of them slices
+// (about what the 4 GiB benchmark task's manifest holds after its incremental).
+// Usage: node --import tsx bench/probes/hash-speed.ts   (3 rounds each; prints each round)
+import { createHash, randomBytes, randomFillSync } from "node:crypto";
+import { createRequire } from "node:module";
+import { crc32 } from "node:zlib";
+import { createXXHash128 } from "hash-wasm";
+import { type ChunkRef, type Manifest, parseManifest, serializeManifest } from "../../store/index.js";
+
+const MiB = 1 << 20;
+const data = randomFillSync(Buffer.allocUnsafe(64 * MiB));
+const xx = await createXXHash128(1, 2);
+const zstd = createRequire(import.meta.url)("zstd-napi") as {
+  Compressor: new () => { setParameters(p: object): void; compress(b: Buffer): Buffer };
+};
+const compressor = new zstd.Compressor();
+compressor.setParameters({ compressionLevel: 3 });
+
+function rate(name: string, step: number, fn: (piece: Buffer) => unknown): void {
+  const rounds: string[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    for (let o = 0; o < data.length; o += step) fn(data.subarray(o, o + step));
+    rounds.push(((data.length / 1e6 / (performance.now() - t)) * 1000).toFixed(0));
+  }
+  console.log(`${name}: ${rounds.join(", ")} MB/s`);
+}
+
+rate("XXH3-128 per 4 KiB page", 4096, (p) => {
+  xx.init();
+  xx.update(p);
+  return xx.digest("binary");
+});
+rate("XXH3-128 per 64 KiB", 65536, (p) => {
+  xx.init();
+  xx.update(p);
+  return xx.digest("binary");
+});
+rate("SHA-256 per 64 KiB", 65536, (p) => createHash("sha256").update(p).digest("hex"));
+rate("CRC-32 of 8 MiB packs", 8 * MiB, (p) => crc32(p));
+rate("zstd level 3 per 64 KiB (random)", 65536, (p) => compressor.compress(p));
+
+// A manifest of 100,000 references in 400 packs, one in three a slice.
+const hex = () => randomBytes(32).toString("hex");
+const packs = Array.from({ length: 400 }, hex);
+const chunks: ChunkRef[] = [];
+let size = 0;
+for (let i = 0; i < 100_000; i++) {
+  const ref: ChunkRef = {
+    hash: hex(),
+    size: 65536,
+    stored: 65552,
+    pack: packs[i % 400] as string,
+    offset: 0,
+  };
+  if (i % 3 === 1) ref.slice = [4096, 20480];
+  chunks.push(ref);
+  size += ref.slice ? ref.slice[1] : ref.size;
+}
+const manifest: Manifest = {
+  schemaVersion: 3,
+  generation: 2,
+  parentGeneration: 1,
+  createdAt: new Date().toISOString(),
+  mode: "incremental-chunks",
+  chunkStore: { bucket: "b", prefix: "w/.snapshots/chunks/", chunkSize: 65536 },
+  task: { id: "t", command: ["hog"], cwd: "/", identity: { uid: 0, gid: 0 } },
+  host: { criuVersion: "4.2.1", kernel: "6.18", arch: "x86_64", cpuinfo: null },
+  images: { "pages-1.img": { size, chunks } },
+  openFiles: [],
+  timings: { freezeMs: 0, dumpMs: 0, uploadMs: 0, totalMs: 0 },
+  bytes: { logical: size, uploaded: 0, deduplicated: 0 },
+};
+for (let r = 0; r < 3; r++) {
+  let t = performance.now();
+  const text = serializeManifest(manifest);
+  const write = performance.now() - t;
+  t = performance.now();
+  parseManifest(text, { task: "t", generation: 2 });
+  const read = performance.now() - t;
+  console.log(
+    `manifest of 100,000 references (${(text.length / 1e6).toFixed(1)} MB): serialize ${write.toFixed(0)} ms, parse ${read.toFixed(0)} ms`,
+  );
+}
