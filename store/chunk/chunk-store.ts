@@ -33,7 +33,7 @@ import { ChunkIndex } from "./chunk-index.js";
 import { ChunkReaderImpl, type ChunkReaderOptions } from "./chunk-reader.js";
 import { type ChunkStats, emptyStats } from "./chunk-stats.js";
 import { ChunkWriterImpl, type ChunkWriterOptions } from "./chunk-writer.js";
-import { CodecJobError, CodecPool, type EncodedChunk, PAGE_BYTES } from "./codec-pool.js";
+import { type BatchBuffer, CodecJobError, CodecPool, type EncodedChunk, PAGE_BYTES } from "./codec-pool.js";
 
 // 256 KiB: measured by store/bench-chunk-size.ts (see docs/snapshot-format.md). With
 // ~10% of a memory image's pages changed in scattered runs, 1 MiB and 4 MiB chunks
@@ -146,6 +146,8 @@ export class ChunkStore implements ChunkStoreLike {
   private open: OpenPack | undefined;
   private packsInFlight = 0;
   private packWaiters: (() => void)[] = [];
+  // Bodies of uploaded packs, reused (see packBody).
+  private readonly spareBodies: SharedArrayBuffer[] = [];
   private closed = false;
 
   constructor(options: ChunkStoreOptions) {
@@ -242,7 +244,7 @@ export class ChunkStore implements ChunkStoreLike {
   }
 
   // Hashes and compresses one chunk in the worker pool; `buffer` is transferred.
-  encode(buffer: ArrayBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
+  encode(buffer: BatchBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
     return this.pool.encode(buffer, length, this.combine(signal));
   }
 
@@ -260,11 +262,11 @@ export class ChunkStore implements ChunkStoreLike {
   // With `quick`, also the batch's quick hashes (one per page); pieces are compared with
   // `quick.previous` as CodecPool.hashMany says.
   async encodeBatch(
-    buffer: ArrayBuffer,
+    buffer: BatchBuffer,
     length: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
-  ): Promise<{ pieces: BatchPiece[]; buffer: ArrayBuffer; quick?: Buffer }> {
+  ): Promise<{ pieces: BatchPiece[]; buffer: BatchBuffer; quick?: Buffer }> {
     const s = this.combine(signal);
     const {
       hashes,
@@ -408,7 +410,7 @@ export class ChunkStore implements ChunkStoreLike {
     if (!pack) return;
     this.open = undefined;
     this.packsInFlight++;
-    let body = Buffer.allocUnsafeSlow(pack.bytes);
+    const body = this.packBody(pack.bytes);
     let at = 0;
     for (const part of pack.parts) at += part.copy(body, at);
     pack.parts = [];
@@ -421,8 +423,7 @@ export class ChunkStore implements ChunkStoreLike {
         // its payload: a SigV4 payload hash was one more SHA-256 of every uploaded byte
         // (1.5 GB/s here, against 4 GB/s for CRC-32), and the SDK would compute it on the
         // event loop. Chunks are verified by their SHA-256 whenever they are read anyway.
-        const checked = await this.pool.crc32(body.buffer as ArrayBuffer, body.length, this.signal);
-        body = Buffer.from(checked.buffer);
+        const checked = await this.pool.crc32(body.buffer, body.length, this.signal);
         const crc = Buffer.alloc(4);
         crc.writeUInt32BE(checked.crc32);
         await withRetries(
@@ -450,6 +451,7 @@ export class ChunkStore implements ChunkStoreLike {
       }
     }).then(
       () => {
+        this.recycleBody(body);
         this.index.add(pack.id);
         this.confirmed.add(pack.id);
         pack.resolve();
@@ -462,6 +464,23 @@ export class ChunkStore implements ChunkStoreLike {
         this.packDone();
       },
     );
+  }
+
+  // A buffer for a pack body of `bytes`, from the bodies of packs already uploaded: a
+  // fresh 8 MiB body per pack, handed to a worker for its CRC-32, counted as new external
+  // memory each time, and the main thread's garbage collector ran for every few tens of MiB
+  // uploaded (see docs/snapshot-format.md). Shared, so the worker reads it in place.
+  private packBody(bytes: number): Buffer<SharedArrayBuffer> {
+    const capacity = this.packSize + this.chunkSize + CHUNK_HEADER_BYTES;
+    const spare = bytes <= capacity ? this.spareBodies.pop() : undefined;
+    return Buffer.from(spare ?? new SharedArrayBuffer(Math.max(bytes, capacity)), 0, bytes);
+  }
+
+  // A body whose upload succeeded (a failed request may still hold it: it is dropped).
+  private recycleBody(body: Buffer<SharedArrayBuffer>): void {
+    const capacity = this.packSize + this.chunkSize + CHUNK_HEADER_BYTES;
+    if (body.buffer.byteLength === capacity && this.spareBodies.length < this.maxPacksInFlight)
+      this.spareBodies.push(body.buffer);
   }
 
   private packDone(): void {

@@ -11,7 +11,7 @@ import { refLength, sliceRefs } from "./chunk-ref.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
 import type { BatchChunk, ChunkStore, StagedChunk } from "./chunk-store.js";
-import { PAGE_BYTES } from "./codec-pool.js";
+import { type BatchBuffer, PAGE_BYTES } from "./codec-pool.js";
 
 // A changed piece made of more references than this is stored whole again (see processBatch).
 const MAX_PIECE_REFS_TO_SPLIT = 4;
@@ -29,7 +29,7 @@ export interface ChunkWriterOptions {
 // Memory: the chunk being filled plus at most store.maxBufferedBytes of chunks in flight.
 export class ChunkWriterImpl implements CountingChunkWriter {
   readonly stats: ChunkStats = emptyStats();
-  private current: Buffer;
+  private current: Buffer<SharedArrayBuffer>;
   private filled = 0;
   private total = 0;
   // The references of each piece (chunkSize bytes) of the file, in file order: one chunk,
@@ -46,8 +46,10 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   private readonly signal: AbortSignal;
   // Batch buffers back from the workers, reused: a fresh multi-MiB buffer per batch
   // page-faulted in every byte written and kept the garbage collector busy (together about
-  // a third of the main thread of a 4 GiB incremental).
-  private readonly spare: ArrayBuffer[] = [];
+  // a third of the main thread of a 4 GiB incremental). They are shared with the workers,
+  // not transferred: each transferred buffer that came back counted as new external memory,
+  // and the main thread's garbage collector ran for every few tens of MiB of image.
+  private readonly spare: SharedArrayBuffer[] = [];
   // Quick hashes by the piece index their batch starts at (batches finish out of order),
   // and the previous generation's references grouped by piece (null: not comparable).
   private readonly quick?: {
@@ -84,16 +86,20 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     return { size: this.total, chunks: this.pieces.flat(), quick: Buffer.concat(parts) };
   }
 
-  private newBuffer(): Buffer {
+  private newBuffer(): Buffer<SharedArrayBuffer> {
     const spare = this.spare.pop();
-    return spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(this.store.chunkSize * this.store.batchChunks);
+    return Buffer.from(spare ?? new SharedArrayBuffer(this.store.chunkSize * this.store.batchChunks));
   }
 
-  private recycle(buffer: ArrayBuffer): void {
+  private recycle(buffer: BatchBuffer): void {
     // At most as many as can be in flight at once (maxBufferedBytes), plus one.
     const limit =
       Math.ceil(this.store.maxBufferedBytes / (this.store.chunkSize * this.store.batchChunks)) + 1;
-    if (buffer.byteLength === this.store.chunkSize * this.store.batchChunks && this.spare.length < limit)
+    if (
+      buffer instanceof SharedArrayBuffer &&
+      buffer.byteLength === this.store.chunkSize * this.store.batchChunks &&
+      this.spare.length < limit
+    )
       this.spare.push(buffer);
   }
 
@@ -182,7 +188,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   private dispatch(): void {
     const index = this.pieces.length;
     const length = this.filled;
-    const buffer = this.current.buffer as ArrayBuffer;
+    const buffer = this.current.buffer;
     const count = Math.ceil(length / this.store.chunkSize);
     // Placeholders keep the list in file order while pieces complete out of order.
     for (let i = 0; i < count; i++) this.pieces.push([]);
@@ -207,7 +213,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     this.jobs.add(job);
   }
 
-  private async processBatch(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
+  private async processBatch(index: number, buffer: SharedArrayBuffer, length: number): Promise<void> {
     const chunkSize = this.store.chunkSize;
     const count = Math.ceil(length / chunkSize);
     const sizeOf = (i: number) => Math.min(chunkSize, length - i * chunkSize);
@@ -280,8 +286,9 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     }
   }
 
-  private async process(index: number, buffer: ArrayBuffer, length: number): Promise<void> {
+  private async process(index: number, buffer: SharedArrayBuffer, length: number): Promise<void> {
     const encoded = await this.store.encode(buffer, length, this.signal);
+    this.recycle(buffer);
     this.pieces[index] = [this.record(await this.store.putIfAbsent(encoded, length, this.signal), length)];
   }
 

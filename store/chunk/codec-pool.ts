@@ -54,6 +54,12 @@ function splitRuns(previous, current, first, pages) {
   }
   return runs;
 }
+// What to send back of a job's input buffer: a transferred ArrayBuffer goes back to its
+// owner; a SharedArrayBuffer stays where it is (the caller still holds it, and every one
+// received makes a new object on the other side, which the garbage collector counts).
+function giveBack(buffer) {
+  return buffer instanceof SharedArrayBuffer ? [] : [buffer];
+}
 function handle(m) {
   try {
     if (m.op === "decodeMany") {
@@ -121,14 +127,16 @@ function handle(m) {
         }
         hashes.push(sha256(data));
       }
-      const transfer = quick ? [m.buffer, quick.buffer] : [m.buffer];
+      const back = giveBack(m.buffer);
+      const transfer = quick ? [...back, quick.buffer] : back;
       parentPort.postMessage(
-        { id: m.id, hashes, splits, buffer: m.buffer, quick: quick && quick.buffer },
+        { id: m.id, hashes, splits, buffer: back[0], quick: quick && quick.buffer },
         transfer,
       );
     } else if (m.op === "crc32") {
       const crc32 = zlib.crc32(Buffer.from(m.buffer, 0, m.length));
-      parentPort.postMessage({ id: m.id, crc32, buffer: m.buffer }, [m.buffer]);
+      const back = giveBack(m.buffer);
+      parentPort.postMessage({ id: m.id, crc32, buffer: back[0] }, back);
     } else if (m.op === "compressMany") {
       // Every stored object (header room + payload) back to back in one buffer, and the
       // input buffer handed back for reuse: two transfers per batch, not one per chunk.
@@ -149,7 +157,8 @@ function handle(m) {
         p.copy(out, at + HEADER);
         at += HEADER + p.length;
       }
-      parentPort.postMessage({ id: m.id, objects: out.buffer, lengths, codecs, buffer: m.buffer }, [out.buffer, m.buffer]);
+      const back = giveBack(m.buffer);
+      parentPort.postMessage({ id: m.id, objects: out.buffer, lengths, codecs, buffer: back[0] }, [out.buffer, ...back]);
     } else if (m.op === "encode") {
       const data = Buffer.from(m.buffer, 0, m.length);
       const hash = createHash("sha256").update(data).digest("hex");
@@ -221,6 +230,11 @@ export class CodecJobError extends Error {
   override readonly name = "CodecJobError";
 }
 
+// A job's input: an ArrayBuffer travels to the worker and back (the caller uses the one
+// handed back); a SharedArrayBuffer is shared, and the caller must leave it unchanged until
+// the job settles.
+export type BatchBuffer = ArrayBuffer | SharedArrayBuffer;
+
 interface Job {
   id: number;
   message: Record<string, unknown>;
@@ -273,12 +287,12 @@ export class CodecPool {
   //   as chunks and the rest as slices of the previous chunks);
   // - any other piece gets its SHA-256.
   async hashMany(
-    buffer: ArrayBuffer,
+    buffer: BatchBuffer,
     length: number,
     chunkSize: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
-  ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; buffer: ArrayBuffer; quick?: Buffer }> {
+  ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; buffer: BatchBuffer; quick?: Buffer }> {
     const message: Record<string, unknown> = { op: "hashMany", buffer, length, chunkSize };
     if (quick) {
       message.quick = true;
@@ -292,7 +306,7 @@ export class CodecPool {
     return {
       hashes: r.hashes as string[],
       splits: r.splits as (SplitRun[] | null)[],
-      buffer: r.buffer as ArrayBuffer,
+      buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer,
       ...(r.quick ? { quick: Buffer.from(r.quick as ArrayBuffer) } : {}),
     };
   }
@@ -301,22 +315,22 @@ export class CodecPool {
   // `buffer`, which travels to the worker and back (use the returned one). Urgent: it is
   // the last step before an upload.
   async crc32(
-    buffer: ArrayBuffer,
+    buffer: BatchBuffer,
     length: number,
     signal?: AbortSignal,
-  ): Promise<{ crc32: number; buffer: ArrayBuffer }> {
+  ): Promise<{ crc32: number; buffer: BatchBuffer }> {
     const r = await this.run({ op: "crc32", buffer, length }, [buffer], signal, true);
-    return { crc32: r.crc32 as number, buffer: r.buffer as ArrayBuffer };
+    return { crc32: r.crc32 as number, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer };
   }
 
   // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (transferred, and
   // handed back for reuse) in one message: one stored object each, in the order of
   // `ranges`, all views of one buffer.
   async compressMany(
-    buffer: ArrayBuffer,
+    buffer: BatchBuffer,
     ranges: [number, number][],
     signal?: AbortSignal,
-  ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: ArrayBuffer }> {
+  ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: BatchBuffer }> {
     let r: Record<string, unknown>;
     try {
       r = await this.run({ op: "compressMany", buffer, ranges: ranges.flat() }, [buffer], signal, true);
@@ -335,11 +349,11 @@ export class CodecPool {
       at += length;
       return { codec: codecs[i] as ChunkCodecValue, object };
     });
-    return { encoded, buffer: r.buffer as ArrayBuffer };
+    return { encoded, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer };
   }
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
-  async encode(buffer: ArrayBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
+  async encode(buffer: BatchBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
     let r: Record<string, unknown>;
     try {
       r = await this.run({ op: "encode", buffer, length }, [buffer], signal);
@@ -401,7 +415,7 @@ export class CodecPool {
   // should not wait behind every batch queued since.
   private run(
     message: Record<string, unknown>,
-    transfer: ArrayBuffer[],
+    buffers: BatchBuffer[],
     signal?: AbortSignal,
     urgent = false,
   ): Promise<Record<string, unknown>> {
@@ -411,6 +425,7 @@ export class CodecPool {
     if (signal?.aborted) return Promise.reject(abortError(signal, "Chunk encoding"));
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
+      const transfer = buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
       const job: Job = { id, message: { ...message, id }, transfer, resolve, reject, urgent };
       // An aborted caller stops waiting; the worker finishes the job and its result is dropped.
       const onAbort = () => {

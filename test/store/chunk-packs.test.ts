@@ -306,6 +306,43 @@ describe("ChunkStore retries", () => {
       client.destroy();
     }
   });
+
+  it("reuses pack bodies and batch buffers without mixing packs (writers in parallel, PUTs delayed and out of order)", async () => {
+    const client = ownClient();
+    // Each PUT waits 0-40 ms before it goes out: a body handed back for reuse before its
+    // upload ended would be overwritten by the next pack and read back wrong.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { method?: string };
+        if (request.method === "PUT") await new Promise((done) => setTimeout(done, Math.random() * 40));
+        return next(args);
+      },
+      { step: "finalizeRequest", name: "delayPuts" },
+    );
+    const prefix = `packs${counter++}/chunks/`;
+    const options = { client, bucket: s3.bucket, prefix, chunkSize: 64 * 1024, packSize: 256 * 1024 };
+    const store = new ChunkStore({ ...options, maxPacksInFlight: 3, uploadConcurrency: 2 });
+    try {
+      // Three files at once, half random and half runs of one byte (compressed), each many
+      // batches long, so that batch buffers and pack bodies are reused many times over.
+      const files = [0, 1, 2].map((k) => {
+        const data = randomBytes(9 * MiB + k * 4099);
+        for (let o = 0; o < data.length; o += 128 * 1024)
+          data.fill(k + 1, o, Math.min(data.length, o + 64 * 1024));
+        return data;
+      });
+      const written = await Promise.all(files.map((data) => writeFile(store, data)));
+      const packs = new Set(written.flatMap((f) => f.chunks.map((c) => c.pack)));
+      expect(packs.size).toBeGreaterThan(3 * 3);
+      const fresh = new ChunkStore(options);
+      for (const [k, file] of written.entries())
+        expect((await readAll(fresh, file)).equals(files[k])).toBe(true);
+      await fresh.close();
+    } finally {
+      await store.close();
+      client.destroy();
+    }
+  });
 });
 
 // The SDK's SHA-256 (signing keys and payload hashes), counting the bodies it hashes.
