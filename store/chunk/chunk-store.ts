@@ -88,7 +88,8 @@ interface PackedChunk {
 // The pack being filled: stored chunk bytes appended in order.
 interface OpenPack {
   id: string;
-  parts: Buffer[];
+  // The pack's bytes: each chunk's stored object is copied in as it is staged.
+  body: Buffer<SharedArrayBuffer>;
   bytes: number;
   durable: Promise<void>;
   resolve: () => void;
@@ -266,7 +267,7 @@ export class ChunkStore implements ChunkStoreLike {
     length: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
-  ): Promise<{ pieces: BatchPiece[]; buffer: BatchBuffer; quick?: Buffer }> {
+  ): Promise<{ pieces: BatchPiece[]; buffer: BatchBuffer; release: () => void; quick?: Buffer }> {
     const s = this.combine(signal);
     const {
       hashes,
@@ -315,15 +316,17 @@ export class ChunkStore implements ChunkStoreLike {
       }
     }
     let returned = back;
+    let release = () => {};
     if (ranges.length > 0) {
       const compressed = await this.pool.compressMany(back, ranges, s);
       returned = compressed.buffer;
+      release = compressed.release;
       for (const [k, target] of targets.entries()) {
         const e = compressed.encoded[k] as { codec: EncodedChunk["codec"]; object: Buffer };
         target.set({ encoded: { hash: target.hash, codec: e.codec, object: e.object } });
       }
     }
-    return { pieces, buffer: returned, ...(quickHashes ? { quick: quickHashes } : {}) };
+    return { pieces, buffer: returned, release, ...(quickHashes ? { quick: quickHashes } : {}) };
   }
 
   // Stores an encoded chunk unless the store has it: as an object of its own, or appended
@@ -340,6 +343,12 @@ export class ChunkStore implements ChunkStoreLike {
     }
     writeChunkHeader(chunk.object, { codec: chunk.codec, size });
     let open = this.open;
+    // (Never at the defaults: a pack is sealed once it holds packSize bytes, and an object
+    // is at most a chunk and its header, which packBody leaves room for.)
+    if (open && open.bytes + chunk.object.length > open.body.length) {
+      this.seal();
+      open = undefined;
+    }
     if (!open) {
       await this.waitForPackRoom(s);
       // Another writer may have opened a pack, or staged this chunk, while we waited.
@@ -347,8 +356,10 @@ export class ChunkStore implements ChunkStoreLike {
       if (again) return fromPack(chunk.hash, size, again);
       open = this.open ?? this.openPack();
     }
+    if (open.bytes + chunk.object.length > open.body.length)
+      throw new Error(`BUG: a ${chunk.object.length}-byte object does not fit in an empty pack`);
     const offset = open.bytes;
-    open.parts.push(chunk.object);
+    chunk.object.copy(open.body, offset);
     open.bytes += chunk.object.length;
     open.hashes.push(chunk.hash);
     const entry = { pack: open.id, offset, stored: chunk.object.length, durable: open.durable };
@@ -394,7 +405,7 @@ export class ChunkStore implements ChunkStoreLike {
     durable.catch(() => {});
     const pack: OpenPack = {
       id: randomBytes(32).toString("hex"),
-      parts: [],
+      body: this.packBody(),
       bytes: 0,
       durable,
       resolve,
@@ -410,10 +421,7 @@ export class ChunkStore implements ChunkStoreLike {
     if (!pack) return;
     this.open = undefined;
     this.packsInFlight++;
-    const body = this.packBody(pack.bytes);
-    let at = 0;
-    for (const part of pack.parts) at += part.copy(body, at);
-    pack.parts = [];
+    const body = pack.body.subarray(0, pack.bytes);
     const key = this.keyOf(pack.id);
     this.uploadLimit(async () => {
       throwIfAborted(this.signal, `Upload of pack ${pack.id}`);
@@ -466,21 +474,19 @@ export class ChunkStore implements ChunkStoreLike {
     );
   }
 
-  // A buffer for a pack body of `bytes`, from the bodies of packs already uploaded: a
-  // fresh 8 MiB body per pack, handed to a worker for its CRC-32, counted as new external
-  // memory each time, and the main thread's garbage collector ran for every few tens of MiB
-  // uploaded (see docs/snapshot-format.md). Shared, so the worker reads it in place.
-  private packBody(bytes: number): Buffer<SharedArrayBuffer> {
+  // A pack's body, room for packSize bytes and one more chunk: from the bodies of packs
+  // already uploaded when there is one. A fresh 8 MiB body per pack, handed to a worker for
+  // its CRC-32, counted as new external memory each time, and the main thread's garbage
+  // collector ran for every few tens of MiB uploaded (see docs/snapshot-format.md). Shared,
+  // so the worker reads it in place.
+  private packBody(): Buffer<SharedArrayBuffer> {
     const capacity = this.packSize + this.chunkSize + CHUNK_HEADER_BYTES;
-    const spare = bytes <= capacity ? this.spareBodies.pop() : undefined;
-    return Buffer.from(spare ?? new SharedArrayBuffer(Math.max(bytes, capacity)), 0, bytes);
+    return Buffer.from(this.spareBodies.pop() ?? new SharedArrayBuffer(capacity));
   }
 
   // A body whose upload succeeded (a failed request may still hold it: it is dropped).
   private recycleBody(body: Buffer<SharedArrayBuffer>): void {
-    const capacity = this.packSize + this.chunkSize + CHUNK_HEADER_BYTES;
-    if (body.buffer.byteLength === capacity && this.spareBodies.length < this.maxPacksInFlight)
-      this.spareBodies.push(body.buffer);
+    if (this.spareBodies.length < this.maxPacksInFlight) this.spareBodies.push(body.buffer);
   }
 
   private packDone(): void {

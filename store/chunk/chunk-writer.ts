@@ -254,6 +254,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     const {
       pieces,
       buffer: back,
+      release,
       quick: quickHashes,
     } = await this.store.encodeBatch(buffer, length, this.signal, quick);
     if (this.quick && quickHashes) this.quick.parts.set(index, quickHashes);
@@ -284,6 +285,9 @@ export class ChunkWriterImpl implements CountingChunkWriter {
       const changed = piece.runs.reduce((n, r) => n + r.length, 0);
       this.count({ chunksPatched: 1, bytesDeduplicated: size - changed });
     }
+    // Every new chunk is staged (copied into its pack, or uploaded on its own): their
+    // objects' buffer can serve another batch. (On a failure above it is dropped instead.)
+    release();
   }
 
   private async process(index: number, buffer: SharedArrayBuffer, length: number): Promise<void> {

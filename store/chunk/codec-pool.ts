@@ -138,27 +138,23 @@ function handle(m) {
       const back = giveBack(m.buffer);
       parentPort.postMessage({ id: m.id, crc32, buffer: back[0] }, back);
     } else if (m.op === "compressMany") {
-      // Every stored object (header room + payload) back to back in one buffer, and the
-      // input buffer handed back for reuse: two transfers per batch, not one per chunk.
-      // m.ranges: [start, length, start, length, ...] of the chunks to compress.
-      const payloads = [];
+      // Into m.out, a SharedArrayBuffer the caller lent: object k (header room + payload)
+      // at m.offsets[k], where HEADER + its uncompressed length is reserved (a payload that
+      // does not shrink is stored as it is). Nothing is transferred back.
+      const out = Buffer.from(m.out);
+      const lengths = [];
       const codecs = [];
       for (let k = 0; k < m.ranges.length; k += 2) {
         const data = Buffer.from(m.buffer, m.ranges[k], m.ranges[k + 1]);
         const packed = compressor.compress(data);
         const codec = packed.length < data.length ? 1 : 0;
-        payloads.push(codec === 1 ? packed : data);
+        const payload = codec === 1 ? packed : data;
+        payload.copy(out, m.offsets[k / 2] + HEADER);
+        lengths.push(HEADER + payload.length);
         codecs.push(codec);
       }
-      const lengths = payloads.map((p) => HEADER + p.length);
-      const out = Buffer.allocUnsafeSlow(lengths.reduce((n, x) => n + x, 0));
-      let at = 0;
-      for (const p of payloads) {
-        p.copy(out, at + HEADER);
-        at += HEADER + p.length;
-      }
       const back = giveBack(m.buffer);
-      parentPort.postMessage({ id: m.id, objects: out.buffer, lengths, codecs, buffer: back[0] }, [out.buffer, ...back]);
+      parentPort.postMessage({ id: m.id, lengths, codecs, buffer: back[0] }, back);
     } else if (m.op === "encode") {
       const data = Buffer.from(m.buffer, 0, m.length);
       const hash = createHash("sha256").update(data).digest("hex");
@@ -262,6 +258,8 @@ export class CodecPool {
   private readonly hashWasmPath: string;
   // The quick hash's seed, random per pool: quick hashes compare only within one pool.
   private readonly seed = [randomBytes(4).readUInt32LE(0), randomBytes(4).readUInt32LE(0)];
+  // compressMany's outputs, released by their callers (see takeOutput).
+  private readonly spareOutputs: SharedArrayBuffer[] = [];
 
   constructor(options: CodecPoolOptions = {}) {
     this.threads = options.threads ?? Math.max(1, Math.min(4, availableParallelism()));
@@ -323,33 +321,65 @@ export class CodecPool {
     return { crc32: r.crc32 as number, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer };
   }
 
-  // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (transferred, and
-  // handed back for reuse) in one message: one stored object each, in the order of
-  // `ranges`, all views of one buffer.
+  // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (handed back for
+  // reuse) in one message: one stored object each, in the order of `ranges`, all views of
+  // one buffer. That buffer is a SharedArrayBuffer from the pool's spares: once done with
+  // every object, the caller calls `release()` to lend it to a later batch (the objects
+  // must not be used after that). A released output that was not handed back counts for
+  // nothing: it is simply left to the garbage collector.
   async compressMany(
     buffer: BatchBuffer,
     ranges: [number, number][],
     signal?: AbortSignal,
-  ): Promise<{ encoded: { codec: ChunkCodecValue; object: Buffer }[]; buffer: BatchBuffer }> {
+  ): Promise<{
+    encoded: { codec: ChunkCodecValue; object: Buffer }[];
+    buffer: BatchBuffer;
+    release: () => void;
+  }> {
+    const offsets: number[] = [];
+    let needed = 0;
+    for (const [, length] of ranges) {
+      offsets.push(needed);
+      needed += CHUNK_HEADER_BYTES + length;
+    }
+    const out = this.takeOutput(needed);
     let r: Record<string, unknown>;
     try {
-      r = await this.run({ op: "compressMany", buffer, ranges: ranges.flat() }, [buffer], signal, true);
+      r = await this.run(
+        { op: "compressMany", buffer, ranges: ranges.flat(), out, offsets },
+        [buffer],
+        signal,
+        true,
+      );
     } catch (err) {
       if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing chunks failed: ${err.message}`, {
         cause: err,
       });
     }
-    const objects = r.objects as ArrayBuffer;
     const lengths = r.lengths as number[];
     const codecs = r.codecs as ChunkCodecValue[];
-    let at = 0;
-    const encoded = lengths.map((length, i) => {
-      const object = Buffer.from(objects, at, length);
-      at += length;
-      return { codec: codecs[i] as ChunkCodecValue, object };
-    });
-    return { encoded, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer };
+    const encoded = lengths.map((length, i) => ({
+      codec: codecs[i] as ChunkCodecValue,
+      object: Buffer.from(out, offsets[i] as number, length),
+    }));
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (this.spareOutputs.length < this.threads * 2 + 2) this.spareOutputs.push(out);
+    };
+    return { encoded, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer, release };
+  }
+
+  // A SharedArrayBuffer of at least `bytes` for compressMany's objects: a spare when one is
+  // big enough. An ArrayBuffer made by the worker and transferred each batch counted as new
+  // external memory on the main thread, which set off its garbage collector.
+  private takeOutput(bytes: number): SharedArrayBuffer {
+    const i = this.spareOutputs.findIndex((b) => b.byteLength >= bytes);
+    if (i >= 0) return this.spareOutputs.splice(i, 1)[0] as SharedArrayBuffer;
+    // Rounded up to 1 MiB, so that one size serves batches of slightly different sizes.
+    return new SharedArrayBuffer(Math.ceil(bytes / 1048576) * 1048576);
   }
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).

@@ -307,10 +307,11 @@ describe("ChunkStore retries", () => {
     }
   });
 
-  it("reuses pack bodies and batch buffers without mixing packs (writers in parallel, PUTs delayed and out of order)", async () => {
+  it("reuses batch buffers, object buffers and pack bodies without mixing packs (writers in parallel, PUTs delayed and out of order)", async () => {
     const client = ownClient();
     // Each PUT waits 0-40 ms before it goes out: a body handed back for reuse before its
-    // upload ended would be overwritten by the next pack and read back wrong.
+    // upload ended would be overwritten by the next pack and read back wrong (and so would a
+    // batch's compressed objects released before they were copied into their packs).
     client.middlewareStack.add(
       (next) => async (args) => {
         const request = args.request as { method?: string };
@@ -336,7 +337,7 @@ describe("ChunkStore retries", () => {
       expect(packs.size).toBeGreaterThan(3 * 3);
       const fresh = new ChunkStore(options);
       for (const [k, file] of written.entries())
-        expect((await readAll(fresh, file)).equals(files[k])).toBe(true);
+        expect((await readAll(fresh, file)).equals(files[k] as Buffer)).toBe(true);
       await fresh.close();
     } finally {
       await store.close();
