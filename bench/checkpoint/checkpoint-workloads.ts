@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { deletePrefix } from "../fs/fs-workloads.js";
 import type { BenchContext } from "../harness/context.js";
-import { dropCaches } from "../harness/tools.js";
+import { dropCaches, settleWrites } from "../harness/tools.js";
 import type { CheckpointResult, CheckpointTarget } from "./checkpoint-target.js";
 import { finish, HogTask, waitRunning } from "./hog.js";
 
@@ -50,6 +50,7 @@ export async function runCheckpointCycle(
     context.log(
       `${target.name} ${context.endpoint.profile} ${options.mib} MiB run ${options.run}: checkpoint`,
     );
+    await settleWrites();
     result.checkpoint = await target.checkpoint(task, context, { key });
     let latest = key;
     if (wants("incremental")) {
@@ -58,6 +59,7 @@ export async function runCheckpointCycle(
         `${target.name} ${context.endpoint.profile} ${options.mib} MiB run ${options.run}: incremental`,
       );
       latest = `${key}-inc`;
+      await settleWrites();
       result.incremental = await target.checkpoint(task, context, { key: latest, parent: key });
     }
     if (wants("restore") && target.restoreModes.length > 0) {
