@@ -2,22 +2,25 @@
 // image shaped like bench/checkpoint/hog.c's memory (half text pages, half random), then of
 // the same image after 10% of its pages changed in runs of 10 out of every 100, through the
 // benchmark proxy, with the snapshot store's settings; prints both times, bytes and load.
-// Usage: N=4096 node --import tsx bench/probes/incremental-upload.ts [--no-quick]
+// Usage: N=4096 node --import tsx bench/probes/incremental-upload.ts [--no-quick] [--download]
 //   --no-quick: a second store that learns the first generation (what a restored engine
 //   does) instead of the same store with quick hashes.
+//   --download: then downloadImageDir of the second generation from a fresh store into
+//   /dev/shm (what an eager restore does before `criu restore`), timed, with the load.
 import { randomFillSync } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
 import { Agent } from "node:http";
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { createSnapshotStore } from "../../criu/engine/layout.js";
-import { uploadImageDir } from "../../store/images/image-dir.js";
+import { downloadImageDir, uploadImageDir } from "../../store/images/image-dir.js";
 import { startEnvironment } from "../harness/environment.js";
 import { cpuTicks, machineTimes, printCpu } from "./proc-cpu.js";
 
 const MiB = 1 << 20;
 const mib = Number(process.env.N ?? 1024);
 const quick = !process.argv.includes("--no-quick");
+const download = process.argv.includes("--download");
 const work = `/tmp/incremental-probe-${process.pid}`;
 const images = `/dev/shm/incremental-probe-${process.pid}`;
 await mkdir(work, { recursive: true });
@@ -99,6 +102,21 @@ try {
   );
   printCpu(before, stat0);
   await second.close();
+  if (download) {
+    const fresh = createSnapshotStore({ client, bucket: ep.bucket, workPrefix: "w" });
+    const target = `${images}-download`;
+    const cpu0 = cpuTicks();
+    const machine0 = machineTimes();
+    started = performance.now();
+    try {
+      await downloadImageDir(fresh, gen2.images, target);
+      console.log(`download ${((performance.now() - started) / 1000).toFixed(2)} s`);
+      printCpu(cpu0, machine0);
+    } finally {
+      await fresh.close();
+      await rm(target, { recursive: true, force: true });
+    }
+  }
 } finally {
   await env.close();
   await rm(work, { recursive: true, force: true });
