@@ -149,6 +149,8 @@ export class ChunkStore implements ChunkStoreLike {
   private packWaiters: (() => void)[] = [];
   // Bodies of uploaded packs, reused (see packBody).
   private readonly spareBodies: SharedArrayBuffer[] = [];
+  // Writers' batch buffers, reused (see takeBatchBuffer).
+  private readonly spareBatches: SharedArrayBuffer[] = [];
   private closed = false;
 
   constructor(options: ChunkStoreOptions) {
@@ -472,6 +474,24 @@ export class ChunkStore implements ChunkStoreLike {
         this.packDone();
       },
     );
+  }
+
+  // A buffer for a writer's batch (batchChunks chunks), shared with the codec workers rather
+  // than transferred: each transferred buffer that came back counted as new external memory,
+  // and the main thread's garbage collector ran for every few tens of MiB of image. Reused
+  // across writers and checkpoints: a fresh one page-faults in every byte (zeroing the
+  // 17 buffers a checkpoint starts with took about 85 ms of the main thread), and kept the
+  // garbage collector busy.
+  takeBatchBuffer(): SharedArrayBuffer {
+    return this.spareBatches.pop() ?? new SharedArrayBuffer(this.chunkSize * this.batchChunks);
+  }
+
+  // Gives back a batch buffer no job uses any more; kept while fewer than a writer can have
+  // in flight (maxBufferedBytes), plus one, are spare.
+  giveBatchBuffer(buffer: SharedArrayBuffer): void {
+    const bytes = this.chunkSize * this.batchChunks;
+    if (buffer.byteLength === bytes && this.spareBatches.length <= Math.ceil(this.maxBufferedBytes / bytes))
+      this.spareBatches.push(buffer);
   }
 
   // A pack's body, room for packSize bytes and one more chunk: from the bodies of packs

@@ -44,12 +44,6 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   private state: "open" | "finishing" | "finished" | "aborted" = "open";
   private readonly controller = new AbortController();
   private readonly signal: AbortSignal;
-  // Batch buffers back from the workers, reused: a fresh multi-MiB buffer per batch
-  // page-faulted in every byte written and kept the garbage collector busy (together about
-  // a third of the main thread of a 4 GiB incremental). They are shared with the workers,
-  // not transferred: each transferred buffer that came back counted as new external memory,
-  // and the main thread's garbage collector ran for every few tens of MiB of image.
-  private readonly spare: SharedArrayBuffer[] = [];
   // Quick hashes by the piece index their batch starts at (batches finish out of order),
   // and the previous generation's references grouped by piece (null: not comparable).
   private readonly quick?: {
@@ -87,20 +81,11 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   }
 
   private newBuffer(): Buffer<SharedArrayBuffer> {
-    const spare = this.spare.pop();
-    return Buffer.from(spare ?? new SharedArrayBuffer(this.store.chunkSize * this.store.batchChunks));
+    return Buffer.from(this.store.takeBatchBuffer());
   }
 
   private recycle(buffer: BatchBuffer): void {
-    // At most as many as can be in flight at once (maxBufferedBytes), plus one.
-    const limit =
-      Math.ceil(this.store.maxBufferedBytes / (this.store.chunkSize * this.store.batchChunks)) + 1;
-    if (
-      buffer instanceof SharedArrayBuffer &&
-      buffer.byteLength === this.store.chunkSize * this.store.batchChunks &&
-      this.spare.length < limit
-    )
-      this.spare.push(buffer);
+    if (buffer instanceof SharedArrayBuffer) this.store.giveBatchBuffer(buffer);
   }
 
   get size(): number {
@@ -171,6 +156,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
       throw this.failure;
     }
     this.state = "finished";
+    // The buffer the next write would have filled: unused, for the next writer.
+    this.recycle(this.current.buffer);
     return { size: this.total, chunks: this.pieces.flat() };
   }
 
