@@ -105,26 +105,65 @@ export async function downloadImageDir(
       options.concurrency ?? 8,
       async (run) => {
         const data = await store.fetchRun(run, options.signal);
+        const pieces: Piece[] = [];
         for (const [i, chunk] of run.entries()) {
           for (const place of chunk.places) {
             const start = refStart(place.ref);
             const buffer = (data[i] as Buffer).subarray(start, start + refLength(place.ref));
-            let written = 0;
-            while (written < buffer.length) {
-              const r = await place.handle.write(
-                buffer,
-                written,
-                buffer.length - written,
-                place.position + written,
-              );
-              written += r.bytesWritten;
-            }
+            pieces.push({ handle: place.handle, position: place.position, buffer });
           }
         }
+        await writePieces(pieces);
       },
       options.signal,
     );
   } finally {
     for (const handle of handles) await handle.close();
+  }
+}
+
+// Bytes to write at a position of an open file.
+interface Piece {
+  handle: FileHandle;
+  position: number;
+  buffer: Buffer;
+}
+
+// The most buffers one writev takes (Linux's IOV_MAX).
+const MAX_IOVECS = 1024;
+
+// Writes `pieces`, those that follow each other in one file with one writev: a write per
+// chunk queued one request per 64 KiB on libuv's thread pool, and submitting them was a
+// fifth of the main thread of an eager download (`bench/probes/incremental-upload.ts
+// --download`, docs/snapshot-format.md).
+async function writePieces(pieces: Piece[]): Promise<void> {
+  const handles = new Map<FileHandle, number>();
+  const order = (p: Piece) => handles.get(p.handle) ?? handles.set(p.handle, handles.size).size - 1;
+  pieces.sort((a, b) => order(a) - order(b) || a.position - b.position);
+  for (let i = 0; i < pieces.length; ) {
+    const first = pieces[i] as Piece;
+    const buffers = [first.buffer];
+    let end = first.position + first.buffer.length;
+    let j = i + 1;
+    for (; j < pieces.length && buffers.length < MAX_IOVECS; j++) {
+      const next = pieces[j] as Piece;
+      if (next.handle !== first.handle || next.position !== end) break;
+      buffers.push(next.buffer);
+      end += next.buffer.length;
+    }
+    await writeAllAt(first.handle, buffers, first.position);
+    i = j;
+  }
+}
+
+// writev of `buffers` at `position`, finishing a short write from where it stopped.
+async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.length, 0);
+  let written = (await handle.writev(buffers, position)).bytesWritten;
+  if (written >= total) return;
+  const rest = Buffer.concat(buffers).subarray(written);
+  while (written < total) {
+    const r = await handle.write(rest, written - (total - rest.length), total - written, position + written);
+    written += r.bytesWritten;
   }
 }
