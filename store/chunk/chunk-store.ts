@@ -24,6 +24,7 @@ import type { ChunkedFile, ChunkRef, ChunkStoreLike, QuickHashedFile } from "../
 import { raceSignal } from "../util/race-signal.js";
 import {
   CHUNK_HEADER_BYTES,
+  ChunkCodec,
   chunkKey,
   hashFromKey,
   readChunkHeader,
@@ -34,6 +35,7 @@ import { ChunkReaderImpl, type ChunkReaderOptions } from "./chunk-reader.js";
 import { type ChunkStats, emptyStats } from "./chunk-stats.js";
 import { ChunkWriterImpl, type ChunkWriterOptions } from "./chunk-writer.js";
 import { type BatchBuffer, CodecJobError, CodecPool, type EncodedChunk, PAGE_BYTES } from "./codec-pool.js";
+import { SharedBufferPool } from "./shared-buffers.js";
 
 // 256 KiB: measured by store/bench-chunk-size.ts (see docs/snapshot-format.md). With
 // ~10% of a memory image's pages changed in scattered runs, 1 MiB and 4 MiB chunks
@@ -151,6 +153,8 @@ export class ChunkStore implements ChunkStoreLike {
   private readonly spareBodies: SharedArrayBuffer[] = [];
   // Writers' batch buffers, reused (see takeBatchBuffer).
   private readonly spareBatches: SharedArrayBuffer[] = [];
+  // The bodies and decoded bytes of fetchRunLent's GETs, reused.
+  private readonly runBuffers = new SharedBufferPool(32);
   private closed = false;
 
   constructor(options: ChunkStoreOptions) {
@@ -637,32 +641,72 @@ export class ChunkStore implements ChunkStoreLike {
   // Fetches, decodes and verifies a run of chunks (one ranged GET when they lie back to
   // back in a pack, see spanRuns); without the cache, for bulk downloads.
   async fetchRun(run: ChunkRef[], signal?: AbortSignal): Promise<Buffer[]> {
+    return (await this.fetchRunInto(run, (bytes) => new SharedArrayBuffer(bytes), signal)).data;
+  }
+
+  // fetchRun with the run's bytes in buffers lent by the store: `release()` gives them back
+  // once the caller is done with `data` (which must not be used after). For bulk downloads
+  // that write each run out and forget it (downloadImageDir).
+  async fetchRunLent(
+    run: ChunkRef[],
+    signal?: AbortSignal,
+  ): Promise<{ data: Buffer[]; release: () => void }> {
+    const taken: SharedArrayBuffer[] = [];
+    const take = (bytes: number) => {
+      const buffer = this.runBuffers.take(bytes);
+      taken.push(buffer);
+      return buffer;
+    };
+    // On a failure the buffers are not given back: a worker may still read them.
+    const { data } = await this.fetchRunInto(run, take, signal);
+    let released = false;
+    return {
+      data,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const buffer of taken) this.runBuffers.give(buffer);
+      },
+    };
+  }
+
+  private async fetchRunInto(
+    run: ChunkRef[],
+    take: (bytes: number) => SharedArrayBuffer,
+    signal?: AbortSignal,
+  ): Promise<{ data: Buffer[] }> {
     const first = run[0];
-    if (!first) return [];
-    if (run.length === 1) return [await this.fetchChunk(first, signal)];
+    if (!first) return { data: [] };
+    if (run.length === 1) return { data: [await this.fetchChunk(first, signal)] };
     const s = this.combine(signal);
     const start = Math.min(...run.map((r) => r.offset as number));
     const end = Math.max(...run.map((r) => (r.offset as number) + r.stored));
     const span = { ...first, size: 0, offset: start, stored: end - start };
-    const all = await this.downloadLimit(() => this.download(span, s));
-    // Headers checked here, payloads decoded and hashed by a worker in one message.
+    // The GET's body goes straight into a shared buffer, which the worker reads in place.
+    const body = take(span.stored);
+    const all = await this.downloadLimit(() => this.download(span, s, Buffer.from(body, 0, span.stored)));
+    // Headers checked here, payloads decoded and hashed by a worker in one message; the
+    // compressed ones decompressed into `out`, with room for each one's size.
+    const offsets: number[] = [];
+    let outBytes = 0;
     const entries = run.map((ref) => {
       const from = (ref.offset as number) - start;
       const header = readChunkHeader(all.subarray(from, from + ref.stored), ref.hash);
       const length = Math.max(0, Math.min(ref.stored, all.length - from) - CHUNK_HEADER_BYTES);
+      offsets.push(outBytes);
+      if (header.codec === ChunkCodec.Zstd) outBytes += ref.size;
       return {
-        start: all.byteOffset + from + CHUNK_HEADER_BYTES,
+        start: from + CHUNK_HEADER_BYTES,
         length,
         codec: header.codec,
-        size: header.size,
+        size: ref.size,
+        header: header.size,
       };
     });
-    const owned = all.byteOffset === 0 && all.byteLength === all.buffer.byteLength;
-    const buffer = owned ? (all.buffer as ArrayBuffer) : all.slice().buffer;
-    if (!owned) for (const e of entries) e.start -= all.byteOffset;
-    const decoded = await this.pool.decodeMany(buffer, entries, s);
-    return run.map((ref, i) => {
-      const d = decoded[i] as { hash: string; data: Buffer; error: string | null };
+    const out = outBytes > 0 ? take(outBytes) : new SharedArrayBuffer(0);
+    const decoded = await this.pool.decodeMany(body, entries, out, offsets, s);
+    const data = run.map((ref, i) => {
+      const d = decoded[i] as { hash: string; size: number; data: Buffer; error: string | null };
       if (d.error !== null) {
         throw new SnapshotError(
           SnapshotErrorCode.CorruptChunk,
@@ -672,17 +716,18 @@ export class ChunkStore implements ChunkStoreLike {
       }
       if (
         d.hash !== ref.hash ||
-        d.data.length !== ref.size ||
-        (entries[i] as { size: number }).size !== ref.size
+        d.size !== ref.size ||
+        (entries[i] as { header: number }).header !== ref.size
       ) {
         throw new SnapshotError(
           SnapshotErrorCode.CorruptChunk,
-          `Chunk ${ref.hash} failed its checksum: its ${d.data.length} bytes hash to ${d.hash}`,
+          `Chunk ${ref.hash} failed its checksum: its ${d.size} bytes hash to ${d.hash}`,
           { hash: ref.hash },
         );
       }
       return d.data;
     });
+    return { data };
   }
 
   // One ranged GET for a run of adjacent chunks in a pack; each chunk decoded and verified
@@ -834,7 +879,9 @@ export class ChunkStore implements ChunkStoreLike {
     if (this.closed) throw new SnapshotError(SnapshotErrorCode.Closed, "The chunk store is closed");
   }
 
-  private async download(ref: ChunkRef, signal?: AbortSignal): Promise<Uint8Array> {
+  // The chunk's stored bytes (or a pack's, for a span of it); with `into`, read into it
+  // (which must be big enough) and returned as a view of it.
+  private async download(ref: ChunkRef, signal?: AbortSignal, into?: Buffer): Promise<Uint8Array> {
     const { hash } = ref;
     const packed = ref.pack !== undefined && ref.offset !== undefined;
     const key = this.keyOf(packed ? (ref.pack as string) : hash);
@@ -855,7 +902,15 @@ export class ChunkStore implements ChunkStoreLike {
             { abortSignal: signal },
           );
           if (!r.Body) throw new Error("empty response body");
-          return await r.Body.transformToByteArray();
+          if (!into) return await r.Body.transformToByteArray();
+          let at = 0;
+          for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
+            if (at + piece.length > into.length)
+              throw new Error(`the response body is longer than the ${into.length} bytes asked for`);
+            into.set(piece, at);
+            at += piece.length;
+          }
+          return into.subarray(0, at);
         },
         signal ? { signal } : {},
       );

@@ -4,6 +4,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-format.js";
+import { SharedBufferPool } from "./shared-buffers.js";
 
 // The worker's code, plain CommonJS evaluated from a string: that runs the same under
 // tsx (tests), vitest and compiled dist/ without a loader for a .ts worker file.
@@ -63,31 +64,32 @@ function giveBack(buffer) {
 function handle(m) {
   try {
     if (m.op === "decodeMany") {
-      // Stored chunks lying in one buffer (a ranged GET of a pack): each decompressed and
-      // hashed; the results concatenated in one buffer (a failure is reported per chunk).
-      const parts = [];
+      // Stored chunks lying in m.buffer (a ranged GET of a pack, in a SharedArrayBuffer),
+      // each decompressed and hashed. A compressed chunk's bytes go into m.out at
+      // m.offsets[i] (room for its expected size); an uncompressed one is read in place
+      // (in: true). A failure, or a size other than expected, is reported per chunk.
+      const out = Buffer.from(m.out);
       const hashes = [];
       const sizes = [];
       const errors = [];
-      for (const e of m.entries) {
+      const inPlace = [];
+      for (const [i, e] of m.entries.entries()) {
         try {
           const payload = Buffer.from(m.buffer, e.start, e.length);
           const data = e.codec === 1 ? decompressor.decompress(payload) : payload;
           hashes.push(createHash("sha256").update(data).digest("hex"));
           sizes.push(data.length);
           errors.push(null);
-          parts.push(data);
+          inPlace.push(e.codec !== 1);
+          if (e.codec === 1 && data.length === e.size) data.copy(out, m.offsets[i]);
         } catch (err) {
           hashes.push("");
           sizes.push(0);
           errors.push(String((err && err.message) || err));
+          inPlace.push(false);
         }
       }
-      const total = sizes.reduce((n, x) => n + x, 0);
-      const out = Buffer.allocUnsafeSlow(total);
-      let o = 0;
-      for (const p of parts) o += p.copy(out, o);
-      parentPort.postMessage({ id: m.id, hashes, sizes, errors, data: out.buffer }, [out.buffer]);
+      parentPort.postMessage({ id: m.id, hashes, sizes, errors, inPlace });
     } else if (m.op === "hashMany") {
       // With m.quick: the quick hash of every page (PAGE bytes, the data's last one maybe
       // shorter) too. A piece whose pages all have m.previous's quick hashes (where m.usable
@@ -258,11 +260,12 @@ export class CodecPool {
   private readonly hashWasmPath: string;
   // The quick hash's seed, random per pool: quick hashes compare only within one pool.
   private readonly seed = [randomBytes(4).readUInt32LE(0), randomBytes(4).readUInt32LE(0)];
-  // compressMany's outputs, released by their callers (see takeOutput).
-  private readonly spareOutputs: SharedArrayBuffer[] = [];
+  // compressMany's outputs, released by their callers.
+  private readonly outputs: SharedBufferPool;
 
   constructor(options: CodecPoolOptions = {}) {
     this.threads = options.threads ?? Math.max(1, Math.min(4, availableParallelism()));
+    this.outputs = new SharedBufferPool(this.threads * 2 + 2);
     this.level = options.compressionLevel ?? 3;
     if (!Number.isInteger(this.threads) || this.threads < 1) {
       throw new SnapshotError(SnapshotErrorCode.InvalidArgument, `threads must be >= 1, got ${this.threads}`);
@@ -342,7 +345,7 @@ export class CodecPool {
       offsets.push(needed);
       needed += CHUNK_HEADER_BYTES + length;
     }
-    const out = this.takeOutput(needed);
+    const out = this.outputs.take(needed);
     let r: Record<string, unknown>;
     try {
       r = await this.run(
@@ -367,19 +370,9 @@ export class CodecPool {
     const release = () => {
       if (released) return;
       released = true;
-      if (this.spareOutputs.length < this.threads * 2 + 2) this.spareOutputs.push(out);
+      this.outputs.give(out);
     };
     return { encoded, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer, release };
-  }
-
-  // A SharedArrayBuffer of at least `bytes` for compressMany's objects: a spare when one is
-  // big enough. An ArrayBuffer made by the worker and transferred each batch counted as new
-  // external memory on the main thread, which set off its garbage collector.
-  private takeOutput(bytes: number): SharedArrayBuffer {
-    const i = this.spareOutputs.findIndex((b) => b.byteLength >= bytes);
-    if (i >= 0) return this.spareOutputs.splice(i, 1)[0] as SharedArrayBuffer;
-    // Rounded up to 1 MiB, so that one size serves batches of slightly different sizes.
-    return new SharedArrayBuffer(Math.ceil(bytes / 1048576) * 1048576);
   }
 
   // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
@@ -400,24 +393,36 @@ export class CodecPool {
     };
   }
 
-  // Decodes the stored chunks at `entries` of `buffer` (transferred) in one message: per
-  // chunk its hash and bytes, or the reason it could not be decompressed.
+  // Decodes the stored chunks at `entries` of `buffer` in one message: per chunk its hash,
+  // its size and its bytes (a view of `buffer` for an uncompressed chunk, else of `out`, at
+  // `outOffsets[i]`, where its expected `size` must fit), or the reason it could not be
+  // decompressed. A chunk whose size is not the expected one has a hash and a size but no
+  // bytes. The caller keeps both buffers unchanged until it is done with the views.
   async decodeMany(
-    buffer: ArrayBuffer,
-    entries: { start: number; length: number; codec: ChunkCodecValue }[],
+    buffer: SharedArrayBuffer,
+    entries: { start: number; length: number; codec: ChunkCodecValue; size: number }[],
+    out: SharedArrayBuffer,
+    outOffsets: number[],
     signal?: AbortSignal,
-  ): Promise<{ hash: string; data: Buffer; error: string | null }[]> {
-    const r = await this.run({ op: "decodeMany", buffer, entries }, [buffer], signal);
-    const data = Buffer.from(r.data as ArrayBuffer);
+  ): Promise<{ hash: string; size: number; data: Buffer; error: string | null }[]> {
+    const r = await this.run(
+      { op: "decodeMany", buffer, entries, out, offsets: outOffsets },
+      [buffer, out],
+      signal,
+    );
     const hashes = r.hashes as string[];
     const sizes = r.sizes as number[];
     const errors = r.errors as (string | null)[];
-    let o = 0;
-    return hashes.map((hash, i) => {
+    const inPlace = r.inPlace as boolean[];
+    return entries.map((e, i) => {
       const size = sizes[i] as number;
-      const out = { hash, data: data.subarray(o, o + size), error: errors[i] ?? null };
-      o += size;
-      return out;
+      const data =
+        errors[i] !== null || size !== e.size
+          ? Buffer.alloc(0)
+          : inPlace[i]
+            ? Buffer.from(buffer, e.start, size)
+            : Buffer.from(out, outOffsets[i] as number, size);
+      return { hash: hashes[i] as string, size, data, error: errors[i] ?? null };
     });
   }
 

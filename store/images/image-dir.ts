@@ -104,7 +104,7 @@ export async function downloadImageDir(
       spanRuns([...chunks.values()], 4 * 1024 * 1024, 256 * 1024),
       options.concurrency ?? 8,
       async (run) => {
-        const data = await store.fetchRun(run, options.signal);
+        const { data, release } = await store.fetchRunLent(run, options.signal);
         const pieces: Piece[] = [];
         for (const [i, chunk] of run.entries()) {
           for (const place of chunk.places) {
@@ -114,6 +114,7 @@ export async function downloadImageDir(
           }
         }
         await writePieces(pieces);
+        release();
       },
       options.signal,
     );

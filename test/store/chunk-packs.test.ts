@@ -344,6 +344,46 @@ describe("ChunkStore retries", () => {
       client.destroy();
     }
   });
+
+  it("lends a run's buffers until it is released, and only then reuses them (fetchRunLent)", async () => {
+    const prefix = `packs${counter++}/chunks/`;
+    const store = newStore(prefix);
+    const reader = newStore(prefix);
+    try {
+      // Half compressible (decoded into the lent output buffer), half random (read in
+      // place from the lent body buffer).
+      const data = Buffer.concat([Buffer.alloc(2 * MiB, "lent buffers "), randomBytes(2 * MiB)]);
+      const file = await writeFile(store, data);
+      const runs = spanRuns(file.chunks, 512 * 1024, 0).filter((r) => r.length > 1);
+      expect(runs.length).toBeGreaterThan(4);
+      const expected = (run: typeof file.chunks) =>
+        run.map((ref) => {
+          const at = file.chunks.indexOf(ref) * 64 * 1024;
+          return data.subarray(at, at + ref.size);
+        });
+      const [first, ...others] = runs as [typeof file.chunks, ...(typeof file.chunks)[]];
+      const held = await reader.fetchRunLent(first);
+      // Every other run fetched, and released, while the first is held: the pool must not
+      // hand out the first one's buffers.
+      const seen = new Set<ArrayBufferLike>();
+      for (const run of others) {
+        const lent = await reader.fetchRunLent(run);
+        for (const [i, got] of lent.data.entries()) {
+          expect(got.equals(expected(run)[i] as Buffer)).toBe(true);
+          seen.add(got.buffer);
+        }
+        lent.release();
+      }
+      for (const [i, got] of held.data.entries()) expect(got.equals(expected(first)[i] as Buffer)).toBe(true);
+      for (const got of held.data) expect(seen.has(got.buffer)).toBe(false);
+      // Released buffers do serve later runs (what makes the check above meaningful).
+      expect(seen.size).toBeLessThan(2 * others.length);
+      held.release();
+    } finally {
+      await reader.close();
+      await store.close();
+    }
+  });
 });
 
 // The SDK's SHA-256 (signing keys and payload hashes), counting the bodies it hashes.
