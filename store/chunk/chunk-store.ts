@@ -149,12 +149,11 @@ export class ChunkStore implements ChunkStoreLike {
   private open: OpenPack | undefined;
   private packsInFlight = 0;
   private packWaiters: (() => void)[] = [];
-  // Bodies of uploaded packs, reused (see packBody).
-  private readonly spareBodies: SharedArrayBuffer[] = [];
-  // Writers' batch buffers, reused (see takeBatchBuffer).
-  private readonly spareBatches: SharedArrayBuffer[] = [];
-  // The bodies and decoded bytes of fetchRunLent's GETs, reused.
-  private readonly runBuffers = new SharedBufferPool(32);
+  // Bodies of uploaded packs (see packBody), writers' batch buffers (see takeBatchBuffer),
+  // and the bodies and decoded bytes of fetchRunLent's GETs, reused.
+  private readonly packBodies: SharedBufferPool;
+  private readonly batchBuffers: SharedBufferPool;
+  private readonly runBuffers = new SharedBufferPool(16);
   private closed = false;
 
   constructor(options: ChunkStoreOptions) {
@@ -187,6 +186,11 @@ export class ChunkStore implements ChunkStoreLike {
     this.packSize = options.packSize ?? 0;
     this.maxPacksInFlight = options.maxPacksInFlight ?? (options.uploadConcurrency ?? 8) + 2;
     this.downloadLimit = pLimit(options.downloadConcurrency ?? 16);
+    this.packBodies = new SharedBufferPool(this.maxPacksInFlight);
+    // As many as a writer can have in flight (maxBufferedBytes), plus one.
+    this.batchBuffers = new SharedBufferPool(
+      Math.ceil(this.maxBufferedBytes / (this.chunkSize * this.batchChunks)) + 1,
+    );
     this.cache = new LRUCache<string, Buffer>({
       maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -250,7 +254,8 @@ export class ChunkStore implements ChunkStoreLike {
     return chunkKey(this.prefix, hash);
   }
 
-  // Hashes and compresses one chunk in the worker pool; `buffer` is transferred.
+  // Hashes and compresses one chunk in the worker pool (an ArrayBuffer is transferred, a
+  // SharedArrayBuffer read in place).
   encode(buffer: BatchBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
     return this.pool.encode(buffer, length, this.combine(signal));
   }
@@ -465,7 +470,8 @@ export class ChunkStore implements ChunkStoreLike {
       }
     }).then(
       () => {
-        this.recycleBody(body);
+        // A failed request may still hold its body: only a successful one is reused.
+        this.packBodies.give(body.buffer);
         this.index.add(pack.id);
         this.confirmed.add(pack.id);
         pack.resolve();
@@ -480,22 +486,22 @@ export class ChunkStore implements ChunkStoreLike {
     );
   }
 
-  // A buffer for a writer's batch (batchChunks chunks), shared with the codec workers rather
-  // than transferred: each transferred buffer that came back counted as new external memory,
-  // and the main thread's garbage collector ran for every few tens of MiB of image. Reused
-  // across writers and checkpoints: a fresh one page-faults in every byte (zeroing the
-  // 17 buffers a checkpoint starts with took about 85 ms of the main thread), and kept the
-  // garbage collector busy.
+  // A buffer for a writer's batch (batchChunks chunks, `batchBytes`), shared with the codec
+  // workers rather than transferred: each transferred buffer that came back counted as new
+  // external memory, and the main thread's garbage collector ran for every few tens of MiB
+  // of image. Reused across writers: a fresh one page-faults in every byte (zeroing the 17
+  // buffers a checkpoint starts with took about 85 ms of the main thread).
   takeBatchBuffer(): SharedArrayBuffer {
-    return this.spareBatches.pop() ?? new SharedArrayBuffer(this.chunkSize * this.batchChunks);
+    return this.batchBuffers.take(this.batchBytes);
   }
 
-  // Gives back a batch buffer no job uses any more; kept while fewer than a writer can have
-  // in flight (maxBufferedBytes), plus one, are spare.
+  // Gives back a batch buffer no job uses any more.
   giveBatchBuffer(buffer: SharedArrayBuffer): void {
-    const bytes = this.chunkSize * this.batchChunks;
-    if (buffer.byteLength === bytes && this.spareBatches.length <= Math.ceil(this.maxBufferedBytes / bytes))
-      this.spareBatches.push(buffer);
+    this.batchBuffers.give(buffer);
+  }
+
+  get batchBytes(): number {
+    return this.chunkSize * this.batchChunks;
   }
 
   // A pack's body, room for packSize bytes and one more chunk: from the bodies of packs
@@ -505,12 +511,7 @@ export class ChunkStore implements ChunkStoreLike {
   // so the worker reads it in place.
   private packBody(): Buffer<SharedArrayBuffer> {
     const capacity = this.packSize + this.chunkSize + CHUNK_HEADER_BYTES;
-    return Buffer.from(this.spareBodies.pop() ?? new SharedArrayBuffer(capacity));
-  }
-
-  // A body whose upload succeeded (a failed request may still hold it: it is dropped).
-  private recycleBody(body: Buffer<SharedArrayBuffer>): void {
-    if (this.spareBodies.length < this.maxPacksInFlight) this.spareBodies.push(body.buffer);
+    return Buffer.from(this.packBodies.take(capacity), 0, capacity);
   }
 
   private packDone(): void {
@@ -641,7 +642,7 @@ export class ChunkStore implements ChunkStoreLike {
   // Fetches, decodes and verifies a run of chunks (one ranged GET when they lie back to
   // back in a pack, see spanRuns); without the cache, for bulk downloads.
   async fetchRun(run: ChunkRef[], signal?: AbortSignal): Promise<Buffer[]> {
-    return (await this.fetchRunInto(run, (bytes) => new SharedArrayBuffer(bytes), signal)).data;
+    return await this.fetchRunInto(run, (bytes) => new SharedArrayBuffer(bytes), signal);
   }
 
   // fetchRun with the run's bytes in buffers lent by the store: `release()` gives them back
@@ -658,7 +659,7 @@ export class ChunkStore implements ChunkStoreLike {
       return buffer;
     };
     // On a failure the buffers are not given back: a worker may still read them.
-    const { data } = await this.fetchRunInto(run, take, signal);
+    const data = await this.fetchRunInto(run, take, signal);
     let released = false;
     return {
       data,
@@ -674,10 +675,10 @@ export class ChunkStore implements ChunkStoreLike {
     run: ChunkRef[],
     take: (bytes: number) => SharedArrayBuffer,
     signal?: AbortSignal,
-  ): Promise<{ data: Buffer[] }> {
+  ): Promise<Buffer[]> {
     const first = run[0];
-    if (!first) return { data: [] };
-    if (run.length === 1) return { data: [await this.fetchChunk(first, signal)] };
+    if (!first) return [];
+    if (run.length === 1) return [await this.fetchChunk(first, signal)];
     const s = this.combine(signal);
     const start = Math.min(...run.map((r) => r.offset as number));
     const end = Math.max(...run.map((r) => (r.offset as number) + r.stored));
@@ -705,7 +706,7 @@ export class ChunkStore implements ChunkStoreLike {
     });
     const out = outBytes > 0 ? take(outBytes) : new SharedArrayBuffer(0);
     const decoded = await this.pool.decodeMany(body, entries, out, offsets, s);
-    const data = run.map((ref, i) => {
+    return run.map((ref, i) => {
       const d = decoded[i] as { hash: string; size: number; data: Buffer; error: string | null };
       if (d.error !== null) {
         throw new SnapshotError(
@@ -727,7 +728,6 @@ export class ChunkStore implements ChunkStoreLike {
       }
       return d.data;
     });
-    return { data };
   }
 
   // One ranged GET for a run of adjacent chunks in a pack; each chunk decoded and verified
@@ -865,6 +865,7 @@ export class ChunkStore implements ChunkStoreLike {
     if (this.closed) return;
     this.closed = true;
     this.cache.clear();
+    for (const buffers of [this.packBodies, this.batchBuffers, this.runBuffers]) buffers.clear();
     await this.pool.close();
   }
 

@@ -81,7 +81,7 @@ export class ChunkWriterImpl implements CountingChunkWriter {
   }
 
   private newBuffer(): Buffer<SharedArrayBuffer> {
-    return Buffer.from(this.store.takeBatchBuffer());
+    return Buffer.from(this.store.takeBatchBuffer(), 0, this.store.batchBytes);
   }
 
   private recycle(buffer: BatchBuffer): void {

@@ -438,6 +438,7 @@ export class CodecPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.outputs.clear();
     const closedError = new SnapshotError(SnapshotErrorCode.Closed, "The chunk codec pool was closed");
     for (const job of this.queue.splice(0)) job.reject(closedError);
     const slots = this.slots.splice(0);
