@@ -234,6 +234,8 @@ export async function checkpointTask(
       staging: local ? "local" : "mount",
       predump: predumpStatus(features),
       freezeMs: manifest.timings.freezeMs,
+      dumpMs: manifest.timings.dumpMs,
+      stagingDir: staged,
       uploadMs: manifest.timings.uploadMs,
       totalMs: manifest.timings.totalMs,
       bytes: manifest.bytes,
