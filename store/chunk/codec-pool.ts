@@ -67,7 +67,7 @@ function handle(m) {
       // Stored chunks lying in m.buffer (a ranged GET of a pack, in a SharedArrayBuffer),
       // each decompressed and hashed. A compressed chunk's bytes go into m.out at
       // m.offsets[i] (room for its expected size); an uncompressed one is read in place
-      // (in: true). A failure, or a size other than expected, is reported per chunk.
+      // (inPlace[i]). A failure, or a size other than expected, is reported per chunk.
       const out = Buffer.from(m.out);
       const hashes = [];
       const sizes = [];
