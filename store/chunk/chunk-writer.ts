@@ -11,7 +11,7 @@ import { refLength, sliceRefs } from "./chunk-ref.js";
 import type { ChunkStats } from "./chunk-stats.js";
 import { emptyStats } from "./chunk-stats.js";
 import type { BatchChunk, ChunkStore, StagedChunk } from "./chunk-store.js";
-import { type BatchBuffer, PAGE_BYTES } from "./codec-pool.js";
+import { PAGE_BYTES } from "./codec-pool.js";
 
 // A changed piece made of more references than this is stored whole again (see processBatch).
 const MAX_PIECE_REFS_TO_SPLIT = 4;
@@ -84,8 +84,8 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     return Buffer.from(this.store.takeBatchBuffer(), 0, this.store.batchBytes);
   }
 
-  private recycle(buffer: BatchBuffer): void {
-    if (buffer instanceof SharedArrayBuffer) this.store.giveBatchBuffer(buffer);
+  private recycle(buffer: SharedArrayBuffer): void {
+    this.store.giveBatchBuffer(buffer);
   }
 
   get size(): number {
@@ -240,12 +240,11 @@ export class ChunkWriterImpl implements CountingChunkWriter {
     }
     const {
       pieces,
-      buffer: back,
       release,
       quick: quickHashes,
     } = await this.store.encodeBatch(buffer, length, this.signal, quick);
     if (this.quick && quickHashes) this.quick.parts.set(index, quickHashes);
-    this.recycle(back);
+    this.recycle(buffer);
     for (const [i, piece] of pieces.entries()) {
       const size = sizeOf(i);
       if (piece.kind === "chunk") {

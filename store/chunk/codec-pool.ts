@@ -55,12 +55,6 @@ function splitRuns(previous, current, first, pages) {
   }
   return runs;
 }
-// What to send back of a job's input buffer: a transferred ArrayBuffer goes back to its
-// owner; a SharedArrayBuffer stays where it is (the caller still holds it, and every one
-// received makes a new object on the other side, which the garbage collector counts).
-function giveBack(buffer) {
-  return buffer instanceof SharedArrayBuffer ? [] : [buffer];
-}
 function handle(m) {
   try {
     if (m.op === "decodeMany") {
@@ -129,16 +123,13 @@ function handle(m) {
         }
         hashes.push(sha256(data));
       }
-      const back = giveBack(m.buffer);
-      const transfer = quick ? [...back, quick.buffer] : back;
       parentPort.postMessage(
-        { id: m.id, hashes, splits, buffer: back[0], quick: quick && quick.buffer },
-        transfer,
+        { id: m.id, hashes, splits, quick: quick && quick.buffer },
+        quick ? [quick.buffer] : [],
       );
     } else if (m.op === "crc32") {
       const crc32 = zlib.crc32(Buffer.from(m.buffer, 0, m.length));
-      const back = giveBack(m.buffer);
-      parentPort.postMessage({ id: m.id, crc32, buffer: back[0] }, back);
+      parentPort.postMessage({ id: m.id, crc32 });
     } else if (m.op === "compressMany") {
       // Into m.out, a SharedArrayBuffer the caller lent: object k (header room + payload)
       // at m.offsets[k], where HEADER + its uncompressed length is reserved (a payload that
@@ -155,8 +146,7 @@ function handle(m) {
         lengths.push(HEADER + payload.length);
         codecs.push(codec);
       }
-      const back = giveBack(m.buffer);
-      parentPort.postMessage({ id: m.id, lengths, codecs, buffer: back[0] }, back);
+      parentPort.postMessage({ id: m.id, lengths, codecs });
     } else if (m.op === "encode") {
       const data = Buffer.from(m.buffer, 0, m.length);
       const hash = createHash("sha256").update(data).digest("hex");
@@ -228,11 +218,6 @@ export class CodecJobError extends Error {
   override readonly name = "CodecJobError";
 }
 
-// A job's input: an ArrayBuffer travels to the worker and back (the caller uses the one
-// handed back); a SharedArrayBuffer is shared, and the caller must leave it unchanged until
-// the job settles.
-export type BatchBuffer = ArrayBuffer | SharedArrayBuffer;
-
 interface Job {
   id: number;
   message: Record<string, unknown>;
@@ -275,8 +260,8 @@ export class CodecPool {
     this.hashWasmPath = require.resolve("hash-wasm");
   }
 
-  // Hashes each `chunkSize` piece of the first `length` bytes of `buffer` in one message;
-  // the buffer travels to the worker and back (use the returned one). With `quick`, also
+  // Hashes each `chunkSize` piece of the first `length` bytes of `buffer` in one message
+  // (the worker reads it in place: leave it unchanged until this settles). With `quick`, also
   // returns the 16-byte quick hash (XXH3-128, seeded per pool) of each page (PAGE_BYTES)
   // of the batch, and compares them with `quick.previous` (the same pages' quick hashes
   // last time) for the pieces where `quick.usable` is true:
@@ -288,12 +273,12 @@ export class CodecPool {
   //   as chunks and the rest as slices of the previous chunks);
   // - any other piece gets its SHA-256.
   async hashMany(
-    buffer: BatchBuffer,
+    buffer: SharedArrayBuffer,
     length: number,
     chunkSize: number,
     signal?: AbortSignal,
     quick?: { previous?: Buffer; usable?: boolean[]; split?: boolean[] },
-  ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; buffer: BatchBuffer; quick?: Buffer }> {
+  ): Promise<{ hashes: string[]; splits: (SplitRun[] | null)[]; quick?: Buffer }> {
     const message: Record<string, unknown> = { op: "hashMany", buffer, length, chunkSize };
     if (quick) {
       message.quick = true;
@@ -303,40 +288,33 @@ export class CodecPool {
         message.split = quick.split ?? quick.usable.map(() => false);
       }
     }
-    const r = await this.run(message, [buffer], signal);
+    const r = await this.run(message, signal);
     return {
       hashes: r.hashes as string[],
       splits: r.splits as (SplitRun[] | null)[],
-      buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer,
       ...(r.quick ? { quick: Buffer.from(r.quick as ArrayBuffer) } : {}),
     };
   }
 
   // The CRC-32 (IEEE, as S3's x-amz-checksum-crc32) of the first `length` bytes of
-  // `buffer`, which travels to the worker and back (use the returned one). Urgent: it is
-  // the last step before an upload.
-  async crc32(
-    buffer: BatchBuffer,
-    length: number,
-    signal?: AbortSignal,
-  ): Promise<{ crc32: number; buffer: BatchBuffer }> {
-    const r = await this.run({ op: "crc32", buffer, length }, [buffer], signal, true);
-    return { crc32: r.crc32 as number, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer };
+  // `buffer`, read in place. Urgent: it is the last step before an upload.
+  async crc32(buffer: SharedArrayBuffer, length: number, signal?: AbortSignal): Promise<number> {
+    const r = await this.run({ op: "crc32", buffer, length }, signal, true);
+    return r.crc32 as number;
   }
 
-  // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (handed back for
-  // reuse) in one message: one stored object each, in the order of `ranges`, all views of
+  // Compresses the byte ranges `ranges` ([start, length] each) of `buffer` (read in place)
+  // in one message: one stored object each, in the order of `ranges`, all views of
   // one buffer. That buffer is a SharedArrayBuffer from the pool's spares: once done with
   // every object, the caller calls `release()` to lend it to a later batch (the objects
-  // must not be used after that). A released output that was not handed back counts for
-  // nothing: it is simply left to the garbage collector.
+  // must not be used after that). An output never released is left to the garbage
+  // collector.
   async compressMany(
-    buffer: BatchBuffer,
+    buffer: SharedArrayBuffer,
     ranges: [number, number][],
     signal?: AbortSignal,
   ): Promise<{
     encoded: { codec: ChunkCodecValue; object: Buffer }[];
-    buffer: BatchBuffer;
     release: () => void;
   }> {
     const offsets: number[] = [];
@@ -348,12 +326,7 @@ export class CodecPool {
     const out = this.outputs.take(needed);
     let r: Record<string, unknown>;
     try {
-      r = await this.run(
-        { op: "compressMany", buffer, ranges: ranges.flat(), out, offsets },
-        [buffer],
-        signal,
-        true,
-      );
+      r = await this.run({ op: "compressMany", buffer, ranges: ranges.flat(), out, offsets }, signal, true);
     } catch (err) {
       if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing chunks failed: ${err.message}`, {
@@ -372,14 +345,14 @@ export class CodecPool {
       released = true;
       this.outputs.give(out);
     };
-    return { encoded, buffer: (r.buffer as ArrayBuffer | undefined) ?? buffer, release };
+    return { encoded, release };
   }
 
-  // Hashes and compresses `length` bytes of `buffer`, which is transferred (unusable after).
-  async encode(buffer: BatchBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
+  // Hashes and compresses `length` bytes of `buffer` (read in place).
+  async encode(buffer: SharedArrayBuffer, length: number, signal?: AbortSignal): Promise<EncodedChunk> {
     let r: Record<string, unknown>;
     try {
-      r = await this.run({ op: "encode", buffer, length }, [buffer], signal);
+      r = await this.run({ op: "encode", buffer, length }, signal);
     } catch (err) {
       if (!(err instanceof CodecJobError)) throw err;
       throw new SnapshotError(SnapshotErrorCode.WorkerFailed, `Compressing a chunk failed: ${err.message}`, {
@@ -405,11 +378,7 @@ export class CodecPool {
     outOffsets: number[],
     signal?: AbortSignal,
   ): Promise<{ hash: string; size: number; data: Buffer; error: string | null }[]> {
-    const r = await this.run(
-      { op: "decodeMany", buffer, entries, out, offsets: outOffsets },
-      [buffer, out],
-      signal,
-    );
+    const r = await this.run({ op: "decodeMany", buffer, entries, out, offsets: outOffsets }, signal);
     const hashes = r.hashes as string[];
     const sizes = r.sizes as number[];
     const errors = r.errors as (string | null)[];
@@ -430,7 +399,9 @@ export class CodecPool {
   async decode(payload: Uint8Array, codec: ChunkCodecValue, signal?: AbortSignal): Promise<DecodedChunk> {
     const copy = new ArrayBuffer(payload.length);
     new Uint8Array(copy).set(payload);
-    const r = await this.run({ op: "decode", buffer: copy, length: payload.length, codec }, [copy], signal);
+    const r = await this.run({ op: "decode", buffer: copy, length: payload.length, codec }, signal, false, [
+      copy,
+    ]);
     return { hash: r.hash as string, data: Buffer.from(r.data as ArrayBuffer, 0, r.length as number) };
   }
 
@@ -449,11 +420,13 @@ export class CodecPool {
   // `urgent` jobs go ahead of the others (in their own order): the second step of work
   // already started (compressing a hashed batch, the CRC-32 of a sealed pack for its upload)
   // should not wait behind every batch queued since.
+  // `transfer`: ArrayBuffers moved to the worker with the message (SharedArrayBuffers in it
+  // are shared, not moved: the caller leaves them unchanged until the job settles).
   private run(
     message: Record<string, unknown>,
-    buffers: BatchBuffer[],
     signal?: AbortSignal,
     urgent = false,
+    transfer: ArrayBuffer[] = [],
   ): Promise<Record<string, unknown>> {
     if (this.closed) {
       return Promise.reject(new SnapshotError(SnapshotErrorCode.Closed, "The chunk codec pool was closed"));
@@ -461,7 +434,6 @@ export class CodecPool {
     if (signal?.aborted) return Promise.reject(abortError(signal, "Chunk encoding"));
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      const transfer = buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
       const job: Job = { id, message: { ...message, id }, transfer, resolve, reject, urgent };
       // An aborted caller stops waiting; the worker finishes the job and its result is dropped.
       const onAbort = () => {
