@@ -17,7 +17,8 @@ fi
 # 1. System packages: FUSE, redis-server (the local cloud runs its own instance, never the
 #    system service), util-linux (unshare), and a toolchain for native npm modules.
 #    s3fs and rclone too: test/bench/fs-targets.test.ts mounts every benchmark peer.
-pkgs=(fuse libfuse2 redis-server util-linux ca-certificates debian-archive-keyring python3 make g++ zstd s3fs rclone)
+#    libxxhash-dev: the xxHash header that native/page-hash is built with.
+pkgs=(fuse libfuse2 redis-server util-linux ca-certificates debian-archive-keyring python3 make g++ zstd libxxhash-dev s3fs rclone)
 if [ "${SNAP_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(fio hyperfine awscli); fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -44,14 +45,17 @@ fi
 criu/bundle/install.sh
 
 # 4. npm dependencies, native modules included (package.json's allowScripts approves their
-#    install scripts; its postinstall applies patches/ and rebuilds fuse-native from source).
-#    Re-run only when package-lock.json or a patch changed.
+#    install scripts; its postinstall applies patches/, rebuilds fuse-native from source and
+#    builds this project's own native module, native/page-hash).
+#    Re-run only when package-lock.json, a patch or native/page-hash changed, or its build is gone.
 stamp=node_modules/.snap-setup-stamp
-want=$(cat package-lock.json patches/*.patch | sha256sum | cut -d' ' -f1)
+want=$(cat package-lock.json patches/*.patch native/page-hash/binding.gyp native/page-hash/*.c | sha256sum | cut -d' ' -f1)
+[ -f native/page-hash/build/Release/page_hash.node ] || rm -f "$stamp"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing npm dependencies"
   npm install --no-audit --no-fund --loglevel=error >/dev/null
-  node -e 'require("fuse-native"); require("zstd-napi")' || { say "native modules do not load"; exit 1; }
+  node -e 'require("fuse-native"); require("zstd-napi"); require("./native/page-hash/build/Release/page_hash.node")' ||
+    { say "native modules do not load"; exit 1; }
   # node-gyp-build falls back to fuse-native's unpatched prebuild if the postinstall build is missing.
   node -e 'const p = require("node-gyp-build").path("node_modules/fuse-native"); if (!p.includes("/build/Release/")) throw new Error(p)' ||
     { say "fuse-native loads its unpatched prebuild, not the build from patches/"; exit 1; }

@@ -4,6 +4,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-format.js";
+import { requirePageHashModule } from "./page-hash.js";
 import { SharedBufferPool } from "./shared-buffers.js";
 
 // The worker's code, plain CommonJS evaluated from a string: that runs the same under
@@ -19,23 +20,12 @@ const compressor = new zstd.Compressor();
 compressor.setParameters({ compressionLevel: workerData.level });
 const decompressor = new zstd.Decompressor();
 const HEADER = workerData.headerBytes;
-// XXH3-128 with the pool's random seed: the quick hash that finds pages unchanged since
-// the previous generation at the same place (see hashMany), faster than SHA-256 even with
-// a call per page (bench/probes/hash-speed.ts).
-let xx;
-const xxReady = require(workerData.hashWasmPath)
-  .createXXHash128(workerData.seed[0], workerData.seed[1])
-  .then((h) => { xx = h; });
-parentPort.on("message", (m) => {
-  if (m.quick && !xx) {
-    xxReady.then(
-      () => handle(m),
-      (err) => parentPort.postMessage({ id: m.id, error: String(err && err.message || err) }),
-    );
-    return;
-  }
-  handle(m);
-});
+// The quick hash: the XXH3-128 of each page with the pool's random seed, computed for a
+// whole piece in one call of the native module (see page-hash.ts); it finds the pages
+// unchanged since the previous generation at the same place (see hashMany).
+const { hashPages } = require(workerData.pageHashPath);
+const SEED = workerData.seed;
+parentPort.on("message", handle);
 const PAGE = workerData.pageBytes;
 const MAX_RUNS = workerData.maxRuns;
 function sha256(data) {
@@ -102,11 +92,7 @@ function handle(m) {
         if (quick) {
           const first = i * pagesPerChunk;
           const pages = Math.ceil(data.length / PAGE);
-          for (let p = 0; p < pages; p++) {
-            xx.init();
-            xx.update(data.subarray(p * PAGE, (p + 1) * PAGE));
-            quick.set(xx.digest("binary"), (first + p) * 16);
-          }
+          hashPages(data, PAGE, SEED, quick.subarray(first * 16, (first + pages) * 16));
           if (previous && m.usable[i]) {
             const runs = splitRuns(previous, quick, first, pages);
             if (runs.length === 0) {
@@ -242,9 +228,9 @@ export class CodecPool {
   private readonly threads: number;
   private readonly level: number;
   private readonly zstdPath: string;
-  private readonly hashWasmPath: string;
+  private readonly pageHashPath: string;
   // The quick hash's seed, random per pool: quick hashes compare only within one pool.
-  private readonly seed = [randomBytes(4).readUInt32LE(0), randomBytes(4).readUInt32LE(0)];
+  private readonly seed = randomBytes(8).readBigUInt64LE(0);
   // compressMany's outputs, released by their callers.
   private readonly outputs: SharedBufferPool;
 
@@ -257,7 +243,7 @@ export class CodecPool {
     }
     const require = createRequire(import.meta.url);
     this.zstdPath = require.resolve("zstd-napi");
-    this.hashWasmPath = require.resolve("hash-wasm");
+    this.pageHashPath = requirePageHashModule();
   }
 
   // Hashes each `chunkSize` piece of the first `length` bytes of `buffer` in one message
@@ -477,7 +463,7 @@ export class CodecPool {
       eval: true,
       workerData: {
         zstdPath: this.zstdPath,
-        hashWasmPath: this.hashWasmPath,
+        pageHashPath: this.pageHashPath,
         seed: this.seed,
         level: this.level,
         headerBytes: CHUNK_HEADER_BYTES,
