@@ -28,8 +28,6 @@ export const SnapshotErrorCode = {
   WorkerFailed: "SNAPSHOT_WORKER_FAILED",
   // An option or argument is out of range.
   InvalidArgument: "SNAPSHOT_INVALID_ARGUMENT",
-  // A native module of this project (native/page-hash) is not built: run scripts/setup.sh.
-  NativeModuleMissing: "SNAPSHOT_NATIVE_MODULE_MISSING",
 } as const;
 
 export type SnapshotErrorCodeValue = (typeof SnapshotErrorCode)[keyof typeof SnapshotErrorCode];

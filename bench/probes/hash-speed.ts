@@ -8,7 +8,7 @@
 import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { crc32 } from "node:zlib";
-import { loadHashPages } from "../../store/chunk/page-hash.js";
+import { loadHashPages } from "../../common/page-hash.js";
 import { type ChunkRef, type Manifest, parseManifest, serializeManifest } from "../../store/index.js";
 
 const MiB = 1 << 20;

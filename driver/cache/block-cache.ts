@@ -1,10 +1,9 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "../../common/log.js";
-import { CacheWriter } from "./cache-writer.js";
+import { CacheWriter, checksumOf } from "./cache-writer.js";
 
 // Identifies one cached block: a block of one version (ETag) of one object.
 export interface BlockKey {
@@ -24,13 +23,18 @@ export interface BlockCacheOptions {
   maxPendingBytes?: number;
 }
 
-const HEADER = 8;
+// What the index knows of a cached block: its length and checksum (see checksumOf).
+interface Entry {
+  length: number;
+  sum: string;
+}
 
 // The disk block cache shared by every open file: one file per block, named by a hash of
-// its key, with a header holding the CRC-32 and length of the data. A block that fails its
-// check is deleted and reported missing, so the caller fetches it again.
+// its key, holding the block's bytes only; the index in memory keeps each block's length
+// and checksum (the cache starts empty: init() wipes it). A block whose file does not match
+// them is deleted and reported missing, so the caller fetches it again.
 export class BlockCache {
-  private readonly index: LRUCache<string, number>;
+  private readonly index: LRUCache<string, Entry>;
   private readonly pending = new Set<Promise<void>>();
   private pendingBytes = 0;
   // Subdirectories known to exist (a mkdir per block showed in profiles).
@@ -40,10 +44,10 @@ export class BlockCache {
 
   constructor(private readonly options: BlockCacheOptions) {
     this.maxPendingBytes = options.maxPendingBytes ?? 256 * 1024 * 1024;
-    this.index = new LRUCache<string, number>({
+    this.index = new LRUCache<string, Entry>({
       maxSize: options.maxBytes,
-      sizeCalculation: (size) => Math.max(1, size),
-      dispose: (_size, name, reason) => {
+      sizeCalculation: (entry) => Math.max(1, entry.length),
+      dispose: (_entry, name, reason) => {
         if (reason === "set") return;
         this.track(unlink(this.pathOf(name)).catch(() => {}));
       },
@@ -76,24 +80,23 @@ export class BlockCache {
   // The block's data, or undefined when it is not cached or is damaged.
   async get(k: BlockKey): Promise<Buffer | undefined> {
     const name = this.nameOf(k);
-    if (!this.index.has(name)) return undefined;
-    let raw: Buffer;
+    const entry = this.index.get(name);
+    if (!entry) return undefined;
+    let data: Buffer;
     try {
-      raw = await readFile(this.pathOf(name));
+      data = await readFile(this.pathOf(name));
     } catch {
-      this.index.delete(name);
+      if (this.index.peek(name) === entry) this.index.delete(name);
       return undefined;
     }
-    const data = raw.subarray(HEADER);
-    if (raw.length < HEADER || raw.readUInt32LE(4) !== data.length || raw.readUInt32LE(0) !== crc32(data)) {
+    if (data.length !== entry.length || checksumOf(data) !== entry.sum) {
       this.options.logger.warn(
         { bucket: k.bucket, key: k.key, block: k.index },
         "damaged cache block dropped; fetching it again",
       );
-      this.index.delete(name);
+      if (this.index.peek(name) === entry) this.index.delete(name);
       return undefined;
     }
-    this.index.get(name);
     return data;
   }
 
@@ -104,7 +107,7 @@ export class BlockCache {
     const name = this.nameOf(k);
     if (
       this.index.has(name) ||
-      data.length + HEADER > this.options.maxBytes ||
+      data.length > this.options.maxBytes ||
       this.pendingBytes + data.length > this.maxPendingBytes
     ) {
       done?.();
@@ -123,8 +126,8 @@ export class BlockCache {
     const work = this.writer
       .write(path, shared, dir)
       .then(
-        () => {
-          this.index.set(name, data.length + HEADER);
+        (sum) => {
+          this.index.set(name, { length: data.length, sum });
         },
         (err: unknown) => {
           if (dir) this.dirs.delete(sub);

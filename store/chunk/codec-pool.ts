@@ -4,7 +4,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-format.js";
-import { requirePageHashModule } from "./page-hash.js";
+import { requirePageHashModule } from "../../common/page-hash.js";
 import { SharedBufferPool } from "./shared-buffers.js";
 
 // The worker's code, plain CommonJS evaluated from a string: that runs the same under
@@ -21,7 +21,7 @@ compressor.setParameters({ compressionLevel: workerData.level });
 const decompressor = new zstd.Decompressor();
 const HEADER = workerData.headerBytes;
 // The quick hash: the XXH3-128 of each page with the pool's random seed, computed for a
-// whole piece in one call of the native module (see page-hash.ts); it finds the pages
+// whole piece in one call of the native module (see common/page-hash.ts); it finds the pages
 // unchanged since the previous generation at the same place (see hashMany).
 const { hashPages } = require(workerData.pageHashPath);
 const SEED = workerData.seed;

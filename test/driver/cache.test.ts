@@ -46,7 +46,7 @@ describe("driver disk block cache (real FUSE mount on s3rver)", () => {
         expect(stdout.split(" ")[0]).toBe(sha(b));
       }
     }
-    // 3 MiB + 100 bytes hold at most three 1 MiB blocks (with their headers).
+    // 3 MiB + 100 bytes hold at most three 1 MiB blocks.
     expect((await blockFiles(h.dir)).length).toBeLessThanOrEqual(3);
   });
 
@@ -62,13 +62,35 @@ describe("driver disk block cache (real FUSE mount on s3rver)", () => {
       await new Promise((r) => setTimeout(r, 100));
     const files = await blockFiles(h.dir);
     expect(files.length).toBe(8);
+    // Every cached block: two bytes changed in place.
     for (const file of files) {
       const handle = await open(file, "r+");
+      const { size } = await handle.stat();
+      if (size !== MiB) throw new Error(`${file}: ${size} bytes, not a bare 1 MiB block`);
       await handle.write(Buffer.from([0xde, 0xad]), 0, 2, 100);
       await handle.close();
     }
+    const before = (h.child.stderr.match(/damaged cache block dropped/g) ?? []).length;
+    expect(before).toBe(0);
     const { stdout } = await h.sh("sha256sum < a");
     expect(stdout.split(" ")[0]).toBe(sha(a));
-    expect(h.child.stderr).toMatch(/damaged cache block dropped/);
+    const dropped = (h.child.stderr.match(/damaged cache block dropped/g) ?? []).length;
+    expect(dropped).toBeGreaterThan(0);
+    // a's blocks were fetched and cached again; now every cached block loses its last byte.
+    for (let i = 0; i < 100 && (await blockFiles(h.dir)).length < 8; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    for (const file of await blockFiles(h.dir)) {
+      const handle = await open(file, "r+");
+      await handle.truncate(MiB - 1);
+      await handle.close();
+    }
+    const again = await h.sh("sha256sum < b; sha256sum < a");
+    expect(
+      again.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ")[0]),
+    ).toEqual([sha(b), sha(a)]);
+    expect((h.child.stderr.match(/damaged cache block dropped/g) ?? []).length).toBeGreaterThan(dropped);
   });
 });

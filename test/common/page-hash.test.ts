@@ -4,8 +4,7 @@
 import { randomBytes, randomFillSync } from "node:crypto";
 import { createXXHash128 } from "hash-wasm";
 import { describe, expect, it } from "vitest";
-import { loadHashPages, requirePageHashModule } from "../../store/chunk/page-hash.js";
-import { SnapshotErrorCode } from "../../store/errors.js";
+import { loadHashPages, requirePageHashModule } from "../../common/page-hash.js";
 
 const hashPages = loadHashPages();
 
@@ -98,7 +97,7 @@ describe("hashPages (native/page-hash)", () => {
   it("says how to build the module when it is missing", () => {
     expect(() => requirePageHashModule("/nonexistent/page_hash.node")).toThrow(
       expect.objectContaining({
-        code: SnapshotErrorCode.NativeModuleMissing,
+        code: "NATIVE_MODULE_MISSING",
         message: expect.stringContaining("scripts/setup.sh"),
       }),
     );

@@ -1,15 +1,15 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { repoRoot } from "../../common/entry.js";
-import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { repoRoot } from "./entry.js";
+import { SnapError } from "./errors.js";
 
-// The quick hash's native batch function (native/page-hash, built by scripts/setup.sh's npm
-// install): hashPages(data, pageBytes, seed, out) writes the seeded XXH3-128 of each
-// `pageBytes` page of `data` (its last page maybe shorter) to `out`, 16 bytes per page in
-// xxHash's canonical big-endian form. One call hashes a whole 64 KiB piece: a call per 4 KiB
-// page (hash-wasm, before) cost about six times as much as the hashing itself
-// (bench/probes/hash-speed.ts).
+// This project's native hash (native/page-hash, built by scripts/setup.sh's npm install):
+// hashPages(data, pageBytes, seed, out) writes the seeded XXH3-128 of each `pageBytes` page
+// of `data` (its last page maybe shorter) to `out`, 16 bytes per page in xxHash's canonical
+// big-endian form. The codec workers' quick hash (a whole 64 KiB piece per call: a call per
+// 4 KiB page through hash-wasm, before, cost about six times as much as the hashing itself,
+// bench/probes/hash-speed.ts) and the driver's disk cache checksum (a block per call).
 export type HashPages = (
   data: ArrayBufferView,
   pageBytes: number,
@@ -22,11 +22,11 @@ export function pageHashModulePath(): string {
   return join(repoRoot, "native", "page-hash", "build", "Release", "page_hash.node");
 }
 
-// The module's path, or SNAPSHOT_NATIVE_MODULE_MISSING saying how to build it.
+// The module's path, or NATIVE_MODULE_MISSING saying how to build it.
 export function requirePageHashModule(path = pageHashModulePath()): string {
   if (!existsSync(path)) {
-    throw new SnapshotError(
-      SnapshotErrorCode.NativeModuleMissing,
+    throw new SnapError(
+      "NATIVE_MODULE_MISSING",
       `the page-hash native module is not built (no "${path}"): run scripts/setup.sh, or npm install in ${repoRoot}`,
     );
   }
