@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { requirePageHashModule } from "../../common/page-hash.js";
 import { abortError, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { CHUNK_HEADER_BYTES, ChunkCodec, type ChunkCodecValue } from "./chunk-format.js";
-import { requirePageHashModule } from "../../common/page-hash.js";
 import { SharedBufferPool } from "./shared-buffers.js";
 
 // The worker's code, plain CommonJS evaluated from a string: that runs the same under
