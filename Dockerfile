@@ -7,10 +7,14 @@
 # Node 24 is the current LTS line (Node 20, which the build machines run, is past its end of life).
 FROM node:24-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      python3 make g++ libfuse2 fuse ca-certificates debian-archive-keyring \
+      python3 make g++ libfuse2 fuse libxxhash-dev ca-certificates debian-archive-keyring \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/snapctl
+# The postinstall applies patches/ to fuse-native and builds native/page-hash: both must be
+# here before npm install runs it.
 COPY package.json package-lock.json ./
+COPY patches ./patches
+COPY native ./native
 RUN npm install --no-audit --no-fund
 COPY . .
 RUN criu/bundle/install.sh /opt/snapctl/.local/criu && npx tsc -p tsconfig.build.json && npm prune --omit=dev
@@ -24,6 +28,7 @@ COPY --from=build /opt/snapctl/package.json ./
 COPY --from=build /opt/snapctl/node_modules ./node_modules
 COPY --from=build /opt/snapctl/dist ./dist
 COPY --from=build /opt/snapctl/bin ./bin
+COPY --from=build /opt/snapctl/native/page-hash/build/Release/page_hash.node ./native/page-hash/build/Release/page_hash.node
 COPY --from=build /opt/snapctl/.local/criu ./.local/criu
 ENV SNAPCTL_CRIU=/opt/snapctl/.local/criu/criu
 ENTRYPOINT ["node", "/opt/snapctl/bin/snapctl.js"]
