@@ -7,14 +7,14 @@ import { SnapError } from "./errors.js";
 // This project's native hash (native/page-hash, built by scripts/setup.sh's npm install):
 // hashPages(data, pageBytes, seed, out) writes the seeded XXH3-128 of each `pageBytes` page
 // of `data` (its last page maybe shorter) to `out`, 16 bytes per page in xxHash's canonical
-// big-endian form. The codec workers' quick hash (a whole 64 KiB piece per call: a call per
-// 4 KiB page through hash-wasm, before, cost about six times as much as the hashing itself,
-// bench/probes/hash-speed.ts) and the driver's disk cache checksum (a block per call).
+// big-endian form. The codec workers' quick hash (a whole 64 KiB piece per call, where
+// hash-wasm was called per 4 KiB page before: bench/probes/hash-speed.ts measures both) and
+// the driver's disk cache checksum (a block per call).
 export type HashPages = (
-  data: ArrayBufferView,
+  data: NodeJS.TypedArray,
   pageBytes: number,
   seed: bigint,
-  out: ArrayBufferView,
+  out: NodeJS.TypedArray,
 ) => void;
 
 // Where the built module is (the codec workers load it by path).

@@ -1,13 +1,16 @@
-// Probe behind the per-byte costs quoted in docs/snapshot-format.md: on one thread, over
-// 64 MiB of random bytes, the quick hash (seeded XXH3-128 of each 4 KiB page, as the codec
-// workers run it: one call of native/page-hash per 64 KiB piece), SHA-256 per 64 KiB, CRC-32 (zlib) of the whole,
-// and zstd level 3 per 64 KiB (random data: its worst case); then parseManifest and
+// Probe behind the per-byte costs quoted in docs/snapshot-format.md and docs/driver.md: on
+// one thread, over 64 MiB of random bytes, the quick hash (seeded XXH3-128 of each 4 KiB
+// page, as the codec workers run it: one call of native/page-hash per 64 KiB piece) and
+// what it replaced (hash-wasm's XXH3-128 called per page), the disk cache's checksum of a
+// 1 MiB block (XXH3-128) and what it replaced (zlib's CRC-32), SHA-256 per 64 KiB, CRC-32
+// of 8 MiB packs, and zstd level 3 per 64 KiB (random data: its worst case); then parseManifest and
 // serializeManifest of a manifest of 100,000 chunk references, a third of them slices
 // (about what the 4 GiB benchmark task's manifest holds after its incremental).
 // Usage: node --import tsx bench/probes/hash-speed.ts   (3 rounds each; prints each round)
 import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { crc32 } from "node:zlib";
+import { createXXHash128 } from "hash-wasm";
 import { loadHashPages } from "../../common/page-hash.js";
 import { type ChunkRef, type Manifest, parseManifest, serializeManifest } from "../../store/index.js";
 
@@ -15,6 +18,7 @@ const MiB = 1 << 20;
 const data = randomFillSync(Buffer.allocUnsafe(64 * MiB));
 const hashPages = loadHashPages();
 const quick = Buffer.alloc(16 * 16);
+const xx = await createXXHash128(0x7f4a7c15, 0x9e3779b9);
 const zstd = createRequire(import.meta.url)("zstd-napi") as {
   Compressor: new () => { setParameters(p: object): void; compress(b: Buffer): Buffer };
 };
@@ -34,6 +38,13 @@ function rate(name: string, step: number, fn: (piece: Buffer) => unknown): void 
 rate("XXH3-128 of each 4 KiB page, a call per 64 KiB", 65536, (p) =>
   hashPages(p, 4096, 0x9e3779b97f4a7c15n, quick),
 );
+rate("XXH3-128 of each 4 KiB page through hash-wasm, a call per page", 4096, (p) => {
+  xx.init();
+  xx.update(p);
+  return xx.digest("binary");
+});
+rate("XXH3-128 of a 1 MiB block (disk cache checksum)", MiB, (p) => hashPages(p, MiB, 0n, quick));
+rate("CRC-32 of a 1 MiB block (disk cache checksum before)", MiB, (p) => crc32(p));
 rate("SHA-256 per 64 KiB", 65536, (p) => createHash("sha256").update(p).digest("hex"));
 rate("CRC-32 of 8 MiB packs", 8 * MiB, (p) => crc32(p));
 rate("zstd level 3 per 64 KiB (random)", 65536, (p) => compressor.compress(p));

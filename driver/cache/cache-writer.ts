@@ -12,8 +12,9 @@ let hashPages: HashPages | undefined;
 // named by id afterwards. Writes go to the thread in batches, one message per macrotask:
 // a message per block cost 0.15-0.2 ms of the main thread each on these 2 cores, most of
 // it the thread switch that waking the writer caused. The file holds the block's bytes
-// only; its checksum (the XXH3-128 of native/page-hash, 5-6 times as fast as zlib's
-// CRC-32 here) goes back to the caller, which keeps it in memory.
+// only; its checksum (the XXH3-128 of native/page-hash, about three times as fast as
+// zlib's CRC-32 here: bench/probes/hash-speed.ts) goes back to the caller, which keeps it
+// in memory.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { closeSync, mkdirSync, openSync, writeSync } = require("node:fs");

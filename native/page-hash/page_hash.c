@@ -1,10 +1,9 @@
 // hashPages(data, pageBytes, seed, out): the XXH3-128 (seeded) of each page of `data`, its
 // last page maybe shorter, written to `out` as 16 bytes per page in xxHash's canonical
-// (big-endian) form. One call per batch instead of one per 4 KiB page: hash-wasm's call,
-// copy into wasm memory and digest per page cost three times what hashing the page does
-// (bench/probes/hash-speed.ts). `data` and `out` may be any typed array or DataView,
-// SharedArrayBuffer-backed ones included; the hash is libxxhash's (Debian's libxxhash-dev),
-// inlined.
+// (big-endian) form. One call per batch instead of one per 4 KiB page (hash-wasm's call,
+// copy into wasm memory and digest per page cost more than the hash: see
+// bench/probes/hash-speed.ts). `data` and `out` may be any typed arrays, SharedArrayBuffer-
+// backed ones included; the hash is libxxhash's (Debian's libxxhash-dev), inlined.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <node_api.h>
@@ -15,37 +14,28 @@
     if ((call) != napi_ok) return NULL;               \
   } while (0)
 
+// The bytes a typed array views (its length counted in bytes, whatever its element size).
 static napi_status bytes_of(napi_env env, napi_value value, uint8_t** data, size_t* length) {
   bool is;
   napi_status s = napi_is_typedarray(env, value, &is);
   if (s != napi_ok) return s;
-  if (is) {
-    napi_typedarray_type type;
-    size_t count, offset;
-    void* base;
-    napi_value ab;
-    s = napi_get_typedarray_info(env, value, &type, &count, &base, &ab, &offset);
-    if (s != napi_ok) return s;
-    size_t unit = 1;
-    switch (type) {
-      case napi_int16_array: case napi_uint16_array: unit = 2; break;
-      case napi_int32_array: case napi_uint32_array: case napi_float32_array: unit = 4; break;
-      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: unit = 8; break;
-      default: break;
-    }
-    *data = base;
-    *length = count * unit;
-    return napi_ok;
-  }
-  s = napi_is_dataview(env, value, &is);
-  if (s != napi_ok) return s;
   if (!is) return napi_invalid_arg;
-  napi_value ab;
-  size_t offset;
+  napi_typedarray_type type;
+  size_t count, offset;
   void* base;
-  return napi_get_dataview_info(env, value, length, &base, &ab, &offset) == napi_ok
-             ? (*data = base, napi_ok)
-             : napi_generic_failure;
+  napi_value ab;
+  s = napi_get_typedarray_info(env, value, &type, &count, &base, &ab, &offset);
+  if (s != napi_ok) return s;
+  size_t unit = 1;
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: unit = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: unit = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: unit = 8; break;
+    default: break;
+  }
+  *data = base;
+  *length = count * unit;
+  return napi_ok;
 }
 
 static napi_value hash_pages(napi_env env, napi_callback_info info) {
@@ -59,7 +49,7 @@ static napi_value hash_pages(napi_env env, napi_callback_info info) {
   uint8_t *data, *out;
   size_t length, outLength;
   if (bytes_of(env, argv[0], &data, &length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "hashPages: data must be a typed array or DataView");
+    napi_throw_type_error(env, NULL, "hashPages: data must be a typed array (a Buffer, say)");
     return NULL;
   }
   uint32_t page;
@@ -74,7 +64,7 @@ static napi_value hash_pages(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (bytes_of(env, argv[3], &out, &outLength) != napi_ok) {
-    napi_throw_type_error(env, NULL, "hashPages: out must be a typed array or DataView");
+    napi_throw_type_error(env, NULL, "hashPages: out must be a typed array (a Buffer, say)");
     return NULL;
   }
   size_t pages = length / page + (length % page != 0);

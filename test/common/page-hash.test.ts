@@ -87,6 +87,7 @@ describe("hashPages (native/page-hash)", () => {
     expect(call(data, 4096, 1n, Buffer.alloc(31))).toThrow(RangeError);
     expect(call("text", 4096, 1n, Buffer.alloc(32))).toThrow(/data must be a typed array/);
     expect(call(data, 4096, 1n, [])).toThrow(/out must be a typed array/);
+    expect(call(new DataView(data.buffer), 4096, 1n, Buffer.alloc(32))).toThrow(/data must be a typed array/);
     expect(call(data, 0, 1n, Buffer.alloc(32))).toThrow(/pageBytes must be a positive integer/);
     expect(call(data, 4096, 1, Buffer.alloc(32))).toThrow(/seed must be a BigInt/);
     expect(call(data, 4096, -1n, Buffer.alloc(32))).toThrow(/seed must be a BigInt/);
