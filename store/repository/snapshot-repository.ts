@@ -8,6 +8,7 @@ import type { Logger } from "../../common/log.js";
 import { silentLogger } from "../../common/log.js";
 import type { ChunkStore } from "../chunk/chunk-store.js";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { decodeManifest, encodeManifest } from "../manifest/manifest-encoding.js";
 import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.js";
 import { parseManifest, serializeManifest } from "../manifest/parse-manifest.js";
 import { isNotFound, listObjects, s3Error } from "../s3/s3-util.js";
@@ -164,19 +165,22 @@ export class SnapshotRepository {
     });
   }
 
-  // The raw manifest text, or undefined when the generation does not exist.
+  // The manifest's JSON text (decompressed when it was stored compressed), or undefined
+  // when the generation does not exist.
   async readManifestText(generation: number, options: OpOptions = {}): Promise<string | undefined> {
     const signal = this.combine(options.signal);
     const key = this.manifestKey(generation);
+    let body: Uint8Array;
     try {
       const r = await this.store.client.send(new GetObjectCommand({ Bucket: this.store.bucket, Key: key }), {
         abortSignal: signal,
       });
-      return (await r.Body?.transformToString("utf8")) ?? "";
+      body = (await r.Body?.transformToByteArray()) ?? new Uint8Array();
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw s3Error(err, `Reading manifest s3://${this.store.bucket}/${key}`, signal);
     }
+    return decodeManifest(body, { source: `s3://${this.store.bucket}/${key}`, generation });
   }
 
   // Commits a snapshot: checks the manifest, checks that every chunk it references is in
@@ -190,7 +194,7 @@ export class SnapshotRepository {
         `Manifest of task "${manifest.task.id}" cannot be committed to task "${this.task}"`,
       );
     }
-    const body = serializeManifest(manifest);
+    const { body, contentEncoding } = encodeManifest(serializeManifest(manifest));
     const missing: string[] = [];
     // The objects holding the chunks: each chunk's own, or its pack (checked once).
     const objects = new Set<string>();
@@ -227,6 +231,7 @@ export class SnapshotRepository {
           Key: key,
           Body: body,
           ContentType: "application/json",
+          ...(contentEncoding ? { ContentEncoding: contentEncoding } : {}),
           IfNoneMatch: "*",
         }),
         { abortSignal: signal },

@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { DeleteObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { nodeEntry } from "../../common/entry.js";
 import { ChunkStore, type Manifest, SnapshotError, SnapshotRepository } from "../../store/index.js";
+import { MANIFEST_COMPRESS_FROM } from "../../store/manifest/manifest-encoding.js";
 import { commitGeneration, manifestFor, readFile, writeFile } from "./manifest-fixture.js";
 import { type S3Fixture, startS3 } from "./s3-fixture.js";
 
@@ -94,6 +95,76 @@ describe("SnapshotRepository commit and load", () => {
     expect(codeOf(err)).toBe("SNAPSHOT_COMMIT_INCOMPLETE");
     expect((err as Error).message).toContain(bogus);
     expect(await repo.list()).toEqual([1]);
+  });
+});
+
+async function getRaw(key: string) {
+  const r = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+  return { body: Buffer.from((await r.Body?.transformToByteArray()) ?? []), encoding: r.ContentEncoding };
+}
+
+// A manifest of `refs` references to one stored chunk (what a file of identical pages
+// gives): its JSON grows by about 130 bytes a reference.
+async function manifestOfRefs(generation: number, refs: number): Promise<Manifest> {
+  const one = await writeFile(store, randomBytes(4096));
+  const ref = one.chunks[0] as Manifest["images"][string]["chunks"][number];
+  return manifestFor(store, "t-42", generation, {
+    "pages-1.img": { size: refs * ref.size, chunks: Array.from({ length: refs }, () => ({ ...ref })) },
+  });
+}
+
+describe("SnapshotRepository manifest encoding", () => {
+  it("stores a large manifest zstd-compressed and a small one as plain JSON, and loads both", async () => {
+    const small = await manifestOfRefs(1, 10);
+    await repo.commit(small);
+    const plain = await getRaw(repo.manifestKey(1));
+    expect(plain.body.subarray(0, 1).toString()).toBe("{");
+    expect(plain.encoding).toBeUndefined();
+    expect(JSON.parse(plain.body.toString())).toEqual(small);
+
+    const large = await manifestOfRefs(2, 12_000);
+    const json = JSON.stringify(large).length;
+    expect(json).toBeGreaterThan(MANIFEST_COMPRESS_FROM);
+    await repo.commit(large);
+    const packed = await getRaw(repo.manifestKey(2));
+    expect([...packed.body.subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+    expect(packed.encoding).toBe("zstd");
+    expect(packed.body.length).toBeLessThan(json / 10);
+    expect(await repo.load(2)).toEqual(large);
+    expect(await repo.load(1)).toEqual(small);
+    expect(await repo.loadLatestUsable({ verify: "full" })).toMatchObject({ found: true, generation: 2 });
+  });
+
+  it("reports a damaged compressed manifest as SNAPSHOT_MANIFEST_CORRUPT and falls back", async () => {
+    await repo.commit(await manifestOfRefs(1, 10));
+    await repo.commit(await manifestOfRefs(2, 12_000));
+    const { body } = await getRaw(repo.manifestKey(2));
+    const cases: [string, Buffer, RegExp][] = [
+      ["truncated", body.subarray(0, Math.floor(body.length / 2)), /does not decompress .*truncated/],
+      // A frame header that declares 2^40 bytes: refused before anything is allocated.
+      [
+        "huge",
+        Buffer.concat([
+          body.subarray(0, 4),
+          Buffer.from([0xe0]),
+          Buffer.from([0, 0, 0, 0, 0, 1, 0, 0]),
+          body.subarray(9),
+        ]),
+        /declares 1099511627776 bytes.*header is damaged/,
+      ],
+    ];
+    for (const [name, damaged, message] of cases) {
+      await put(repo.manifestKey(2), damaged);
+      const err = await repo.load(2).catch((e: unknown) => e);
+      expect(codeOf(err), name).toBe("SNAPSHOT_MANIFEST_CORRUPT");
+      expect((err as Error).message, name).toMatch(message);
+      expect((err as Error).message, name).toContain(repo.manifestKey(2));
+      expect(await repo.loadLatestUsable(), name).toMatchObject({
+        found: true,
+        generation: 1,
+        skipped: [{ generation: 2, code: "SNAPSHOT_MANIFEST_CORRUPT" }],
+      });
+    }
   });
 });
 
