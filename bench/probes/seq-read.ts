@@ -2,18 +2,22 @@
 // through this project's mount (bench/fs/snapfs, driver defaults), through the benchmark
 // proxy (20 ms, 80 MB/s per connection), a fresh mount and dropped page cache per run;
 // prints each run, the machine's load and the median. Root (FUSE, drop_caches) needed.
-// Usage: node --import tsx bench/probes/seq-read.ts [runs=3] [--prof]  (--prof: CPU
-// profiles of the mount process in /tmp/prof)
+// Usage: node --import tsx bench/probes/seq-read.ts [runs=3] [--prof] [--sdk]
+//   --prof: CPU profiles of the mount process in /tmp/prof
+//   --sdk: the benchmark's "sdk" target instead of a mount (8 x 8 MiB ranged GETs from this
+//   process, no filesystem): what the limit costs the machine, s3rver and the proxy first.
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { seedFsObjects } from "../fs/fs-workloads.js";
+import { sdkTarget } from "../fs/sdk-target.js";
 import { startEnvironment } from "../harness/environment.js";
 import { cpuTicks, machineTimes, printCpu } from "./proc-cpu.js";
 
 const runs = Number(process.argv[2] ?? 3);
 const prof = process.argv.includes("--prof");
+const sdk = process.argv.includes("--sdk");
 const work = await mkdtemp("/tmp/seq-read-probe-");
 const env = await startEnvironment({
   workDir: work,
@@ -23,7 +27,24 @@ try {
   const ep = env.endpoints.proxied;
   await seedFsObjects(env.s3, ep.bucket, { seqBytes: 1024 * 1048576, randomReads: 0, smallFiles: 0 });
   const times: number[] = [];
-  for (let r = 0; r < runs; r++) {
+  for (let r = 0; r < runs && sdk; r++) {
+    const session = await sdkTarget.open({
+      endpoint: ep,
+      workDir: work,
+      s3: env.s3,
+      signal: new AbortController().signal,
+      log: () => {},
+    });
+    await execa("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
+    const before = cpuTicks();
+    const stat0 = machineTimes();
+    const { seconds } = await session.seqRead("seed-seq");
+    times.push(seconds);
+    printCpu(before, stat0);
+    console.log(`run ${r}: ${seconds.toFixed(2)} s ${(1073.741824 / seconds).toFixed(0)} MB/s (sdk)`);
+    await session.close();
+  }
+  for (let r = 0; r < runs && !sdk; r++) {
     const mnt = join(work, `mnt${r}`);
     await mkdir(mnt, { recursive: true });
     const flags = prof ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [];
