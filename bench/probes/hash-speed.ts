@@ -3,9 +3,11 @@
 // page, as the codec workers run it: one call of native/page-hash per 64 KiB piece) and
 // what it replaced (hash-wasm's XXH3-128 called per page), the disk cache's checksum of a
 // 1 MiB block (XXH3-128) and what it replaced (zlib's CRC-32), SHA-256 per 64 KiB, CRC-32
-// of 8 MiB packs, and zstd level 3 per 64 KiB (random data: its worst case); then parseManifest and
-// serializeManifest of a manifest of 100,000 chunk references, a third of them slices
-// (about what the 4 GiB benchmark task's manifest holds after its incremental).
+// of 8 MiB packs, and zstd level 3 per 64 KiB (random data: its worst case); then, for a
+// manifest of 100,000 chunk references in 400 packs, a third of them slices (about what
+// the 4 GiB benchmark task's manifest holds after its incremental): serializeManifest,
+// parseManifest and the JSON.parse inside it, and the object body the repository stores
+// (encodeManifest, zstd level 1, and decodeManifest) against zstd level 3.
 // Usage: node --import tsx bench/probes/hash-speed.ts   (3 rounds each; prints each round)
 import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
@@ -13,6 +15,7 @@ import { crc32 } from "node:zlib";
 import { createXXHash128 } from "hash-wasm";
 import { loadHashPages } from "../../common/page-hash.js";
 import { type ChunkRef, type Manifest, parseManifest, serializeManifest } from "../../store/index.js";
+import { decodeManifest, encodeManifest } from "../../store/manifest/manifest-encoding.js";
 
 const MiB = 1 << 20;
 const data = randomFillSync(Buffer.allocUnsafe(64 * MiB));
@@ -49,19 +52,22 @@ rate("SHA-256 per 64 KiB", 65536, (p) => createHash("sha256").update(p).digest("
 rate("CRC-32 of 8 MiB packs", 8 * MiB, (p) => crc32(p));
 rate("zstd level 3 per 64 KiB (random)", 65536, (p) => compressor.compress(p));
 
-// A manifest of 100,000 references in 400 packs, one in three a slice.
+// A manifest of 100,000 references in 400 packs, one in three a slice: chunks in the order
+// they were packed, half of them random (stored whole) and half compressible (a few hundred
+// bytes to a few KB), at their offsets in their pack, as the chunk store writes them.
 const hex = () => randomBytes(32).toString("hex");
-const packs = Array.from({ length: 400 }, hex);
 const chunks: ChunkRef[] = [];
 let size = 0;
+let pack = "";
+let offset = 0;
 for (let i = 0; i < 100_000; i++) {
-  const ref: ChunkRef = {
-    hash: hex(),
-    size: 65536,
-    stored: 65552,
-    pack: packs[i % 400] as string,
-    offset: 0,
-  };
+  if (i % 250 === 0) {
+    pack = hex();
+    offset = 0;
+  }
+  const stored = i % 2 ? 65552 : 300 + ((i * 7919) % 3000);
+  const ref: ChunkRef = { hash: hex(), size: 65536, stored, pack, offset };
+  offset += stored;
   if (i % 3 === 1) ref.slice = [4096, 20480];
   chunks.push(ref);
   size += ref.slice ? ref.slice[1] : ref.size;
@@ -80,14 +86,28 @@ const manifest: Manifest = {
   timings: { freezeMs: 0, dumpMs: 0, uploadMs: 0, totalMs: 0 },
   bytes: { logical: size, uploaded: 0, deduplicated: 0 },
 };
+const ms = (since: number) => `${(performance.now() - since).toFixed(0)} ms`;
 for (let r = 0; r < 3; r++) {
   let t = performance.now();
   const text = serializeManifest(manifest);
-  const write = performance.now() - t;
+  const write = ms(t);
+  t = performance.now();
+  JSON.parse(text);
+  const json = ms(t);
   t = performance.now();
   parseManifest(text, { task: "t", generation: 2 });
-  const read = performance.now() - t;
+  const read = ms(t);
+  t = performance.now();
+  const { body } = encodeManifest(text);
+  const encode = ms(t);
+  t = performance.now();
+  decodeManifest(body, { source: "probe" });
+  const decode = ms(t);
+  t = performance.now();
+  const level3 = compressor.compress(Buffer.from(text));
+  const encode3 = ms(t);
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
   console.log(
-    `manifest of 100,000 references (${(text.length / 1e6).toFixed(1)} MB): serialize ${write.toFixed(0)} ms, parse ${read.toFixed(0)} ms`,
+    `manifest of 100,000 references (${mb(text.length)}): serialize ${write}, parse ${read} (JSON.parse alone ${json}); stored body ${mb(body.length)} (zstd level 1: encode ${encode}, decode ${decode}; level 3 would be ${mb(level3.length)} in ${encode3})`,
   );
 }

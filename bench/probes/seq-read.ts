@@ -27,6 +27,18 @@ try {
   const ep = env.endpoints.proxied;
   await seedFsObjects(env.s3, ep.bucket, { seqBytes: 1024 * 1048576, randomReads: 0, smallFiles: 0 });
   const times: number[] = [];
+  // Drops the page cache, times `read` with the machine's CPU by process, prints the run.
+  const measure = async (r: number, label: string, read: () => Promise<unknown>) => {
+    await execa("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
+    const before = cpuTicks();
+    const stat0 = machineTimes();
+    const started = performance.now();
+    await read();
+    const seconds = (performance.now() - started) / 1000;
+    times.push(seconds);
+    printCpu(before, stat0);
+    console.log(`run ${r}: ${seconds.toFixed(2)} s ${(1073.741824 / seconds).toFixed(0)} MB/s${label}`);
+  };
   for (let r = 0; r < runs && sdk; r++) {
     const session = await sdkTarget.open({
       endpoint: ep,
@@ -35,13 +47,7 @@ try {
       signal: new AbortController().signal,
       log: () => {},
     });
-    await execa("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
-    const before = cpuTicks();
-    const stat0 = machineTimes();
-    const { seconds } = await session.seqRead("seed-seq");
-    times.push(seconds);
-    printCpu(before, stat0);
-    console.log(`run ${r}: ${seconds.toFixed(2)} s ${(1073.741824 / seconds).toFixed(0)} MB/s (sdk)`);
+    await measure(r, " (sdk)", () => session.seqRead("seed-seq"));
     await session.close();
   }
   for (let r = 0; r < runs && !sdk; r++) {
@@ -69,15 +75,7 @@ try {
     });
     const file = join(mnt, "s3", ep.bucket, "seed-seq");
     for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((done) => setTimeout(done, 100));
-    await execa("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
-    const before = cpuTicks();
-    const stat0 = machineTimes();
-    const started = performance.now();
-    await execa("dd", [`if=${file}`, "of=/dev/null", "bs=1M"]);
-    const seconds = (performance.now() - started) / 1000;
-    times.push(seconds);
-    printCpu(before, stat0);
-    console.log(`run ${r}: ${seconds.toFixed(2)} s ${(1073.741824 / seconds).toFixed(0)} MB/s`);
+    await measure(r, "", () => execa("dd", [`if=${file}`, "of=/dev/null", "bs=1M"]));
     child.kill("SIGTERM");
     await child;
   }

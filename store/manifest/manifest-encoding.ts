@@ -11,14 +11,15 @@ const zstdBinding = createRequire(import.meta.url)(
 
 // A manifest object's body is its JSON, zstd-compressed from this many bytes on. A 4 GiB
 // task's manifest after an incremental holds about 100,000 chunk references, 20 MB of
-// JSON (mostly hex hashes) that compress to about 4 MB: through the benchmark proxy (one
-// connection at 80 MB/s) its GET took 0.25 s of a lazy restore's 1.4 s before the task ran.
+// JSON (mostly hex hashes) that compress to 4.2 MB (bench/probes/hash-speed.ts), and a
+// restore GETs it through one connection before anything else (BENCHMARKS.md: the lazy
+// restore's manifest step, 0.47-0.52 s before, 0.33 s after, through the 80 MB/s proxy).
 // Smaller manifests stay plain JSON, readable with any S3 client.
 export const MANIFEST_COMPRESS_FROM = 1 << 20;
 
-// zstd level 1: on a 20 MB manifest (bench/probes/hash-speed.ts) about 45 ms to compress,
-// 20 ms to decompress, and no larger than level 3 (hex digits and JSON keys are what it
-// finds; the hashes themselves are random).
+// zstd level 1: on the 20 MB manifest of bench/probes/hash-speed.ts, about 50 ms to compress
+// and 30-40 ms to decompress, to 4.2 MB where level 3 takes 85 ms for 4.5 MB (hex digits
+// and JSON keys are what it finds; the hashes themselves are random).
 const LEVEL = 1;
 
 // Every zstd frame starts with these bytes; JSON text never does (it starts with "{" or
@@ -43,7 +44,7 @@ export function encodeManifest(text: string): EncodedManifest {
   return { body: compress(json, { compressionLevel: LEVEL }), contentEncoding: "zstd" };
 }
 
-export function isCompressedManifest(body: Uint8Array): boolean {
+function isCompressedManifest(body: Uint8Array): boolean {
   return ZSTD_MAGIC.every((b, i) => body[i] === b);
 }
 
