@@ -1,7 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { SnapError } from "../common/errors.js";
+import { ExitCode } from "../protocol/index.js";
 import { commands } from "./commands/index.js";
-import { ExitCode } from "./exit-codes.js";
 
 // Builds the snapctl program; every subcommand registers itself from cli/commands/.
 export function buildProgram(): Command {

@@ -2,10 +2,28 @@ import { type Logger, pino } from "pino";
 
 export type { Logger };
 
+export interface CreateLoggerOptions {
+  // Also write every line to this file (created 0600): the agent uploads its own log.
+  copyTo?: string;
+}
+
 // Only entry points (CLI, agent, controller) call this; components take a child logger.
 // Logs go to stderr so that `--json` output on stdout stays machine-readable.
-export function createLogger(name: string, level = process.env.SNAPCTL_LOG_LEVEL ?? "info"): Logger {
-  return pino({ name, level, base: { pid: process.pid } }, pino.destination(2));
+export function createLogger(
+  name: string,
+  level = process.env.SNAPCTL_LOG_LEVEL ?? "info",
+  options: CreateLoggerOptions = {},
+): Logger {
+  const base = { name, level, base: { pid: process.pid } };
+  if (!options.copyTo) return pino(base, pino.destination(2));
+  const file = pino.destination({ dest: options.copyTo, sync: true, mode: 0o600 });
+  return pino(
+    base,
+    pino.multistream([
+      { stream: pino.destination(2), level },
+      { stream: file, level },
+    ]),
+  );
 }
 
 // A logger that discards everything, for library callers that pass none.

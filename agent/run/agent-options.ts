@@ -6,9 +6,23 @@ import type { AgentError } from "../errors.js";
 import type { CheckpointPolicyOptions } from "../policy/index.js";
 import type { EngineBinding } from "./engine-binding.js";
 
+// Whether the agent restores the task at start: "auto" restores the newest usable
+// snapshot of the work dir when there is one and starts the command fresh when there is
+// none; "required" fails (exit 176) without one; "never" always starts fresh (a re-run).
+export type RestoreMode = "auto" | "required" | "never";
+
+// After a committed final checkpoint: "wait" keeps the agent up, the task stopped, until
+// the instance is reclaimed (a scheduler then sees the instance end, as without snapshots,
+// and applies its spot retries), exiting 178 only if it outlives the deadline by
+// `reclaimGraceMs`; "exit" exits 178 at once (the controller, which restores the task
+// itself, runs agents this way).
+export type OnCheckpointed = "exit" | "wait";
+
 export interface AgentOptions {
-  // Task id: names the snapshot area, the control socket and the events. Required.
-  taskId: string;
+  // Task id: names the snapshot area, the control socket and the events. Default: derived
+  // from the work dir (taskIdFromWorkDir), so that every attempt a scheduler starts with
+  // the same work dir is the same task.
+  taskId?: string;
   // s3://bucket/prefix: the task's work dir (its cwd, logs and snapshots). Required.
   workDir: string;
   // argv of the task; not needed when a snapshot is restored.
@@ -20,14 +34,25 @@ export interface AgentOptions {
   mountpoint?: string;
   // Fusion's block cache directory. Default: a temporary directory.
   cacheDir?: string;
-  // Require a snapshot to restore (fail with exitCode 177 when there is none). Default false.
-  restore?: boolean;
+  // Whether to restore at start (see RestoreMode). Default "auto"; `generation` implies
+  // "required".
+  restore?: RestoreMode;
+  // What follows a committed final checkpoint (see OnCheckpointed). Default "wait".
+  onCheckpointed?: OnCheckpointed;
+  // With onCheckpointed "wait": how long after the reclaim deadline (after the checkpoint
+  // when SIGTERM, which announces none, started it) the agent still waits before exiting
+  // 178. Default 60 s.
+  reclaimGraceMs?: number;
+  // A local file holding this agent's own log: uploaded to the work dir's
+  // .snapctl/logs/<attempt>/agent.log before the agent exits (and before it waits).
+  logFile?: string;
   // Restore this generation rather than the newest usable one.
   generation?: number;
   // Snapshots at all: false (the compute environment's `snapshots.enabled: false`) means no
   // checkpoint of any kind, no restore unless `restore`/`generation` ask for one, and on a
-  // spot notice the task runs on until shortly before the reclaim and is then stopped
-  // (exitCode 176, outcome "interrupted"); SIGTERM stops it at once. Default true.
+  // spot notice the task runs on (with onCheckpointed "exit": until shortly before the
+  // reclaim, then it is stopped: exitCode 179, outcome "interrupted"); SIGTERM stops it at
+  // once (179). Default true.
   snapshots?: boolean;
   // Periodic checkpoints (deadline-aware ones included). Default true.
   checkpoints?: boolean;
@@ -61,13 +86,14 @@ export interface AgentOptions {
   env?: Record<string, string>;
   // S3 client for the mount and the engine. Default: driver/'s createS3Client().
   client?: S3Client;
-  // How long to try delivering the last events before exiting. Default 10 s.
+  // How long to try delivering the last events before exiting. Default 10 s with a Redis
+  // URL, 0 without (the events stay in the outbox: nothing could deliver them).
   eventsFlushTimeoutMs?: number;
   // Fine-tuning of the checkpoint policy (intervalMs and noticeWindowMs come from above).
   policy?: Omit<CheckpointPolicyOptions, "intervalMs" | "noticeWindowMs">;
   // Where SIGTERM/SIGINT come from. Default: process.
   signals?: NodeJS.EventEmitter;
-  // Aborting it stops the agent as SIGTERM does (final checkpoint, exitCode 175).
+  // Aborting it stops the agent as SIGTERM does (a final checkpoint).
   signal?: AbortSignal;
   logger?: Logger;
 }
@@ -75,13 +101,15 @@ export interface AgentOptions {
 export type AgentOutcome =
   | "exited"
   | "checkpointed"
-  // Interrupted with snapshots disabled: the task was stopped, not checkpointed (exit 176).
+  // Interrupted with snapshots disabled: the task was stopped, not checkpointed (exit 179).
   | "interrupted"
   | "checkpoint-failed"
   | "restore-failed"
   | "failed";
 
 export interface AgentResult {
+  // The task id (given, or derived from the work dir).
+  taskId: string;
   // The agent process's exit code (docs/exit-codes.md).
   exitCode: number;
   outcome: AgentOutcome;

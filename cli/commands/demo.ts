@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { runDemo } from "../../controller/service/demo-scenario.js";
-import { ExitCode } from "../exit-codes.js";
+import { ExitCode } from "../../protocol/index.js";
 import { positiveInt, printJson } from "./run.js";
 
 // `snapctl demo`: checkpoint/restore of a real task across a spot interruption, on the

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { LocalCloud } from "../../cloud/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { runChecks } from "../doctor/checks.js";
 import { applyLocalCloudEnv } from "../environment.js";
-import { ExitCode } from "../exit-codes.js";
 
 // `snapctl doctor`: checks every piece the system needs, one line each with a fix for
 // each failure; exits 0 only when every required piece works.

@@ -3,6 +3,7 @@ import { isFinal } from "../../controller/index.js";
 import { listGenerations, openTaskSnapshots } from "../../controller/service/snapshot-inventory.js";
 import { formatBytes } from "../../controller/service/task-view.js";
 import { createS3Client } from "../../driver/index.js";
+import { taskWorkDir } from "../../protocol/index.js";
 import { clientFromEnv, printJson } from "./run.js";
 
 interface GcEntry {
@@ -35,14 +36,14 @@ export function registerGc(program: Command): void {
             const env = await client.environment(task.id).catch(() => undefined);
             if (!env) continue;
             const s3 = createS3Client({ region: env.region });
-            const snapshots = openTaskSnapshots(s3, env.workDir, task.id);
+            const snapshots = openTaskSnapshots(s3, taskWorkDir(env.workDir, task.id), task.id);
             try {
               const generations = await listGenerations(snapshots.repository);
               if (generations.length === 0) continue;
               entries.push({
                 id: task.id,
                 state: task.state,
-                workDir: env.workDir,
+                workDir: taskWorkDir(env.workDir, task.id),
                 generations: generations.map((g) => g.generation),
                 bytes: generations.reduce((n, g) => n + g.uploadedBytes, 0),
               });

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { listGenerations, openTaskSnapshots } from "../../controller/service/snapshot-inventory.js";
 import { formatBytes, formatMs } from "../../controller/service/task-view.js";
 import { createS3Client } from "../../driver/index.js";
+import { taskWorkDir } from "../../protocol/index.js";
 import { clientFromEnv, printJson } from "./run.js";
 
 // `snapctl inspect <task>`: the task's committed snapshot generations, from their manifests.
@@ -17,15 +18,15 @@ export function registerInspect(program: Command): void {
         const task = await client.registry.requireTask(taskId);
         const env = await client.environment(taskId);
         const s3 = createS3Client({ region: env.region });
-        const snapshots = openTaskSnapshots(s3, env.workDir, taskId);
+        const snapshots = openTaskSnapshots(s3, taskWorkDir(env.workDir, taskId), taskId);
         try {
           const generations = await listGenerations(snapshots.repository);
           if (flags.json) {
-            printJson({ id: task.id, workDir: env.workDir, generations });
+            printJson({ id: task.id, workDir: taskWorkDir(env.workDir, taskId), generations });
             return;
           }
           process.stdout.write(
-            `task ${task.id}: ${generations.length} committed generation(s) in ${env.workDir}\n`,
+            `task ${task.id}: ${generations.length} committed generation(s) in ${taskWorkDir(env.workDir, taskId)}\n`,
           );
           for (const g of generations) {
             process.stdout.write(

@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { ControllerClient, ServiceError } from "../../controller/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { applyLocalCloudEnv } from "../environment.js";
-import { ExitCode } from "../exit-codes.js";
 
 // A client for the controller's Redis: $SNAPCTL_REDIS_URL, else the running local cloud's.
 export async function clientFromEnv(options: { prefix?: string } = {}): Promise<ControllerClient> {

@@ -1,6 +1,8 @@
 // argv of the agent for one launch, in the agent's CLI shape:
-// snapctl agent run --task <id> --workdir <s3://...> --compute-env <file> [--restore [--snapshot <gen>]]
-//   [--fencing-token <n>] -- <command...>
+// snapctl agent run --task <id> --workdir <s3://...> --compute-env <file> --on-checkpointed exit
+//   (--restore [--snapshot <gen>] | --no-restore) [--fencing-token <n>] -- <command...>
+// The controller restores interrupted tasks itself, so its agents exit as soon as the final
+// checkpoint is committed; and it decides restore or re-run, so an agent never guesses.
 // (the local provider adds --mountpoint and --cache-dir per instance).
 export interface AgentArgvOptions {
   taskId: string;
@@ -26,9 +28,10 @@ export function agentArgv(options: AgentArgvOptions): string[] {
     "--compute-env",
     options.computeEnvFile,
   ];
-  if (options.restore) argv.push("--restore");
-  if (options.restore && options.generation !== undefined)
-    argv.push("--snapshot", String(options.generation));
+  argv.push("--on-checkpointed", "exit");
+  if (!options.restore) argv.push("--no-restore");
+  else if (options.generation !== undefined) argv.push("--restore", "--snapshot", String(options.generation));
+  else argv.push("--restore");
   if (options.fencingToken !== undefined) argv.push("--fencing-token", String(options.fencingToken));
   return [...argv, "--", ...options.command];
 }

@@ -13,6 +13,7 @@ import {
   type LocalProviderConfig,
 } from "../providers/local-provider.js";
 import { type Arch, isFinal, type TaskEvent, TaskRegistry } from "../registry/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { ServiceError } from "./errors.js";
 import {
   bullConnection,
@@ -227,11 +228,11 @@ export class ControllerService {
     }
   }
 
-  // A restore that failed on the instance restoring the task (agent exit 177: the
+  // A restore that failed on the instance restoring the task (agent exit 176: the
   // snapshot cannot be brought back) falls back to a re-run from scratch rather than
   // failing the task: restoring -> pending, as the state machine allows.
   private async restoreFailed(event: TaskEvent): Promise<boolean> {
-    if (event?.type !== "failed" || event.exitCode !== 177) return false;
+    if (event?.type !== "failed" || event.exitCode !== ExitCode.restoreFailed) return false;
     const task = await this.registry.getTask(event.taskId).catch(() => undefined);
     if (task?.state !== "restoring" || task.instanceId !== event.instanceId) return false;
     try {
@@ -299,10 +300,11 @@ export class ControllerService {
       at: Date.now(),
     };
     let event: TaskEvent;
+    const interruption = exit.exitCode === null ? undefined : INTERRUPTION_EXITS.get(exit.exitCode);
     if (exit.reclaimed) {
       event = { ...base, type: "interrupted", reason: "instance reclaimed at its interruption deadline" };
-    } else if (exit.exitCode === 175) {
-      event = { ...base, type: "interrupted", reason: "agent checkpointed the task and exited (175)" };
+    } else if (interruption) {
+      event = { ...base, type: "interrupted", reason: `${interruption} (agent exit ${exit.exitCode})` };
     } else if (exit.exitCode === 0) {
       event = { ...base, type: "succeeded" };
     } else {
@@ -374,3 +376,11 @@ export class ControllerService {
     await this.eventsQueue?.add(event.type, event, { jobId: event.id });
   }
 }
+
+// Agent exits that end an interrupted attempt, not the task: its recovery (restore or
+// re-run) follows. 176 (restore failed) is not here: restoreFailed() handles its event.
+const INTERRUPTION_EXITS = new Map<number, string>([
+  [ExitCode.checkpointed, "agent checkpointed the task"],
+  [ExitCode.dumpFailed, "the final checkpoint failed"],
+  [ExitCode.interrupted, "agent stopped the task without a checkpoint (snapshots disabled)"],
+]);

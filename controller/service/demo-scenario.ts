@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LocalCloud } from "../../cloud/index.js";
 import { type Logger, silentLogger } from "../../common/log.js";
+import { ExitCode } from "../../protocol/index.js";
 import type { LocalInstanceExit } from "../providers/local-provider.js";
 import type { TaskRecord } from "../registry/index.js";
 import { ControllerClient } from "./controller-client.js";
@@ -109,7 +110,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         ended.add(exit.instanceId);
         const how = exit.reclaimed
           ? "killed (SIGKILL) at its interruption deadline, cache wiped"
-          : `ended: agent exit ${exit.exitCode ?? exit.signal}${exit.exitCode === 175 ? " (checkpointed)" : ""}`;
+          : `ended: agent exit ${exit.exitCode ?? exit.signal}${exit.exitCode === ExitCode.checkpointed ? " (checkpointed)" : ""}`;
         say(`${clock()} instance ${exit.instanceId} ${how}`);
       },
       logger: options.logger ?? silentLogger,
@@ -158,7 +159,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     for (let i = 0; i < 300 && done.instanceId && !ended.has(done.instanceId); i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    const output = await readOutput(agentEnv);
+    const output = await readOutput(agentEnv, task.id);
     const match = /^result (\d+)$/m.exec(output ?? "");
     const expected = expectedResult(steps * iterations);
     const result = match ? Number(match[1]) : undefined;
@@ -202,8 +203,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   }
 }
 
-// The task's stdout, as the agent keeps it in the work dir (.command.out).
-async function readOutput(env: Record<string, string>): Promise<string | undefined> {
+// The task's stdout, as the agent keeps it in the task's work dir (.command.out).
+async function readOutput(env: Record<string, string>, taskId: string): Promise<string | undefined> {
   const s3 = new S3Client({
     endpoint: env.AWS_ENDPOINT_URL_S3,
     region: "us-east-1",
@@ -214,7 +215,7 @@ async function readOutput(env: Record<string, string>): Promise<string | undefin
     },
   });
   try {
-    const r = await s3.send(new GetObjectCommand({ Bucket: "snapctl-demo", Key: "demo/.command.out" }));
+    const r = await s3.send(new GetObjectCommand({ Bucket: "snapctl-demo", Key: `demo/${taskId}/.command.out` }));
     return await r.Body?.transformToString("utf8");
   } catch {
     return undefined;

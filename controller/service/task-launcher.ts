@@ -6,6 +6,7 @@ import type { ComputeEnvironment } from "../config/index.js";
 import type { LaunchedInstance, Provider } from "../providers/index.js";
 import { planRecovery } from "../recovery/index.js";
 import { type Arch, LAUNCH_STATES, type TaskRecord, type TaskRegistry } from "../registry/index.js";
+import { taskWorkDir } from "../../protocol/index.js";
 import { agentArgv } from "./agent-argv.js";
 import { launchParams } from "./launch-params.js";
 import type { TaskEnvironments } from "./task-environments.js";
@@ -159,7 +160,7 @@ export class TaskLauncher {
           arch: params.arch,
           userDataCommand: agentArgv({
             taskId,
-            workDir: env.workDir,
+            workDir: taskWorkDir(env.workDir, taskId),
             computeEnvFile: envFile,
             command: task.command,
             restore: params.restore,

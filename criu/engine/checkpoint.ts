@@ -130,7 +130,7 @@ export async function checkpointTask(
       throw new CriuError(
         err instanceof CriuError && err.code === "CRIU_ABORTED" ? "CRIU_ABORTED" : "CRIU_DUMP_FAILED",
         `Checkpoint of task "${target.spec.id}" generation ${generation} failed: ${(err as Error).message}`,
-        { cause: err },
+        { cause: err, log: await readFile(logFile, "utf8").catch(() => "") },
       );
     });
     if (hook) {

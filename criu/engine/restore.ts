@@ -176,6 +176,7 @@ export async function restoreTask(
     throw new CriuError(
       "CRIU_RESTORE_FAILED",
       `criu restore of task "${spec.id}" generation ${manifest.generation} exited with ${r.exitCode}:\n  ${tail || r.stderr}`,
+      { log },
     );
   }
   const resumeMs = performance.now() - started;

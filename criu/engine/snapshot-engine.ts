@@ -273,6 +273,15 @@ export class SnapshotEngine implements SnapshotEngineLike {
     this.logger.info({ task: this.options.taskId, report }, "finished task's snapshot images removed");
   }
 
+  // After a restore that failed for a reason that would repeat: every committed generation
+  // goes to <task>/unusable/ (see SnapshotRepository.setAside), so nothing looks
+  // restorable and the next attempt starts the task fresh.
+  async setAside(options: { signal?: AbortSignal } = {}): Promise<number[]> {
+    const generations = await this.repo.list(options);
+    await this.repo.setAside(generations, options);
+    return generations;
+  }
+
   private async collectGarbage(
     signal?: AbortSignal,
     keep = this.options.keepGenerations ?? 2,

@@ -105,6 +105,10 @@ export interface SnapshotEngineLike {
   restore(spec: TaskSpec, options?: RestoreOptions): Promise<RestoreResult>;
   // After the task ended on its own: removes memory images, keeps manifests and logs.
   cleanup(options?: { signal?: AbortSignal }): Promise<void>;
+  // After a restore that failed for a reason that would repeat: takes every committed
+  // generation out of the restorable set (kept aside for inspection), so that the next
+  // attempt starts fresh. Returns the generations set aside.
+  setAside?(options?: { signal?: AbortSignal }): Promise<number[]>;
 }
 
 export interface EngineLogger {

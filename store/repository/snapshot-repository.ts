@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -326,6 +327,38 @@ export class SnapshotRepository {
   // Removes old generations (keeping the newest `keep`) and then unreferenced chunks.
   gc(options: GcOptions): Promise<GcReport> {
     return collectGarbage(this, { ...options, signal: this.combine(options.signal) });
+  }
+
+  // Where setAside() keeps a generation's manifest (not a commit marker: list(), restore
+  // and GC do not see it, so its chunks are collected like any unreferenced ones).
+  unusableKey(generation: number): string {
+    return `${this.taskPrefix}unusable/${String(generation).padStart(6, "0")}.json`;
+  }
+
+  // Takes generations that could not be restored out of the restorable set, so that the
+  // next attempt does not fail on them again: each manifest is copied server-side (as
+  // stored, encoding included) to unusable/ and then deleted. A crash between the two
+  // leaves the generation restorable, which is only a repeat of the failure.
+  async setAside(generations: number[], options: OpOptions = {}): Promise<void> {
+    const signal = this.combine(options.signal);
+    for (const generation of generations) {
+      const from = this.manifestKey(generation);
+      const to = this.unusableKey(generation);
+      try {
+        await this.store.client.send(
+          new CopyObjectCommand({
+            Bucket: this.store.bucket,
+            Key: to,
+            CopySource: `${this.store.bucket}/${encodeURIComponent(from).replaceAll("%2F", "/")}`,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw s3Error(err, `Copying manifest s3://${this.store.bucket}/${from} to ${to}`, signal);
+      }
+      await this.deleteGeneration(generation, { signal });
+    }
   }
 
   // Deletes one generation's manifest (used by GC; chunks are left for the sweep).

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../cli/exit-codes.js";
+import { ExitCode } from "../../protocol/index.js";
 import { AgentFixture } from "./agent-fixture.js";
 
 describe("snapctl agent run / checkpoint: failures before any task runs", () => {
@@ -13,7 +13,7 @@ describe("snapctl agent run / checkpoint: failures before any task runs", () => 
     await f?.close();
   });
 
-  it("exits 177 (restore failed) with --restore when the task has no snapshot, and reports it", async () => {
+  it("exits 176 (restore failed) with --restore when the task has no snapshot, and reports it", async () => {
     const r = await f.agent([
       "--task",
       "t-none",

@@ -7,11 +7,11 @@ import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type AgentOptions, runAgent, sendControlRequest } from "../../agent/index.js";
-import { ExitCode } from "../../cli/exit-codes.js";
 import { ImdsEmulator } from "../../cloud/index.js";
 import { createLogger } from "../../common/log.js";
 import { type TaskEvent, TaskRegistry } from "../../controller/index.js";
 import type { RunningTask } from "../../criu/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { AgentFixture, BUCKET, waitFor } from "./agent-fixture.js";
 import { observedBinding } from "./observed-binding.js";
 
@@ -53,6 +53,8 @@ describe("agent: compute time in events and in the registry", () => {
       imdsPollIntervalMs: 100,
       redisUrl: f.cloud.redis.url,
       home: f.home,
+      // The controller's way (test/agent/scheduler.test.ts has the scheduler's).
+      onCheckpointed: "exit",
       instanceId,
       ...(process.env.SNAPCTL_TEST_LOG
         ? { logger: createLogger("agent-test", process.env.SNAPCTL_TEST_LOG) }
@@ -108,7 +110,7 @@ describe("agent: compute time in events and in the registry", () => {
     expect(a.checkpoints[0]?.taskRuntimeMs).toBeGreaterThanOrEqual(before.at(-1)?.computeMs as number);
 
     const second = await runAgent(
-      await options(id, "i-second", { heartbeatIntervalMs: 200, checkpoints: false, restore: true }),
+      await options(id, "i-second", { heartbeatIntervalMs: 200, checkpoints: false, restore: "required" }),
     );
     expect(second.exitCode, second.error?.message).toBe(0);
     expect(await f.getText(`jobs/${id}/.command.out`)).toBe(

@@ -2,7 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { AGENT_ERROR_CODES } from "../../agent/index.js";
-import { ExitCode } from "../../cli/exit-codes.js";
+import { ExitCode } from "../../protocol/index.js";
 
 const root = join(import.meta.dirname, "../..");
 

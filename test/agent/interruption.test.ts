@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { ListObjectsCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sendControlRequest } from "../../agent/index.js";
-import { ExitCode } from "../../cli/exit-codes.js";
 import { ImdsEmulator } from "../../cloud/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { AgentFixture, waitFor } from "./agent-fixture.js";
 
 // A deterministic task: its output is the same however often it is interrupted.
@@ -69,7 +69,7 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
     });
   }
 
-  it("commits a final snapshot on a spot notice (20 s window) and exits 175 before the deadline; a new agent restores the task, which finishes with the uninterrupted output", async () => {
+  it("commits a final snapshot on a spot notice (20 s window) and, run the controller's way (--on-checkpointed exit), exits 178 before the deadline; a new agent restores the task, which finishes with the uninterrupted output", async () => {
     const task = countingTask(150, "0.2");
     const first = await machine();
     const common = [
@@ -79,6 +79,8 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
       "s3://work/jobs/int",
       "--mountpoint",
       f.mountpoint,
+      "--on-checkpointed",
+      "exit",
       "--json",
     ];
     const a = f.agent(
@@ -159,7 +161,7 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
     expect(events[6]).toMatchObject({ generation: 2, resumeMs: expect.any(Number) });
   }, 200_000);
 
-  it("on SIGTERM from the container runtime: final checkpoint, exit 175, and the task resumes elsewhere", async () => {
+  it("on SIGTERM from the container runtime: final checkpoint, then it waits for the kill; a second SIGTERM ends the wait at once with 178, and the task resumes elsewhere", async () => {
     const task = countingTask(100, "0.1");
     const imds = await machine();
     const common = [
@@ -175,6 +177,13 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
       AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
     });
     await running("t-term");
+    a.kill("SIGTERM");
+    await waitFor("the agent waiting for the reclaim", async () => {
+      const status = await sendControlRequest("t-term", { command: "status" }, { home: f.home }).catch(
+        () => undefined,
+      );
+      return status?.state === "waiting-for-reclaim";
+    });
     a.kill("SIGTERM");
     const ra = await a;
     expect(ra.exitCode, String(ra.stderr)).toBe(ExitCode.checkpointed);

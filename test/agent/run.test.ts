@@ -7,10 +7,10 @@ import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type AgentOptions, type AgentResult, runAgent, sendControlRequest } from "../../agent/index.js";
-import { ExitCode } from "../../cli/exit-codes.js";
 import { ImdsEmulator } from "../../cloud/index.js";
 import { createLogger } from "../../common/log.js";
 import type { CheckpointOptions, RunningTask } from "../../criu/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { AgentFixture, BUCKET, waitFor } from "./agent-fixture.js";
 import { observedBinding as observe } from "./observed-binding.js";
 
@@ -54,6 +54,9 @@ describe("runAgent with the real engine", () => {
       redisUrl: f.cloud.redis.url,
       home: f.home,
       eventsFlushTimeoutMs: 10_000,
+      // The controller's way: exit 178 at once after a final checkpoint (the scheduler way,
+      // waiting for the reclaim, is test/agent/scheduler.test.ts's).
+      onCheckpointed: "exit",
       ...(process.env.SNAPCTL_TEST_LOG
         ? { logger: createLogger("agent-test", process.env.SNAPCTL_TEST_LOG) }
         : {}),
@@ -109,7 +112,7 @@ describe("runAgent with the real engine", () => {
     expect(failed).toMatchObject({ exitCode: 3, error: "task exited with code 3" });
   });
 
-  it("exits 176 when the final checkpoint fails, and says why", async () => {
+  it("exits 175 when the final checkpoint fails, and says why", async () => {
     const { binding } = observedBinding();
     const signals = new EventEmitter();
     // A task holding a device CRIU cannot dump: every checkpoint of it fails.
@@ -123,7 +126,7 @@ describe("runAgent with the real engine", () => {
     await running("t-fail");
     signals.emit("SIGTERM");
     const result = await run;
-    expect(result.exitCode).toBe(ExitCode.checkpointFailed);
+    expect(result.exitCode).toBe(ExitCode.dumpFailed);
     expect(result.outcome).toBe("checkpoint-failed");
     expect(result.error?.code).toBe("AGENT_CHECKPOINT_FAILED");
     expect(result.error?.message).toContain('Checkpoint (sigterm) of task "t-fail" failed');
@@ -167,7 +170,7 @@ describe("runAgent with the real engine", () => {
     expect(types.at(-1)).toBe("failed");
     expect(types).not.toContain("checkpoint-failed");
   });
-  it("a notice arriving while a periodic checkpoint runs: that one commits, then the final one on top of it, exit 175", async () => {
+  it("a notice arriving while a periodic checkpoint runs: that one commits, then the final one on top of it, exit 178", async () => {
     let noticed = false;
     const { binding } = observedBinding(async (options) => {
       if (options.reason !== "periodic" || noticed) return;
@@ -204,7 +207,7 @@ describe("runAgent with the real engine", () => {
     expect(events[5]).toMatchObject({ reason: "spot-terminate", generation: 2, parentGeneration: 1 });
   });
 
-  it("aborting the agent's signal stops it as SIGTERM does: a final checkpoint (not itself aborted), exit 175", async () => {
+  it("aborting the agent's signal stops it as SIGTERM does: a final checkpoint (not itself aborted), exit 178", async () => {
     const { binding } = observedBinding();
     const abort = new AbortController();
     const run = runAgent(

@@ -1,6 +1,6 @@
 // A compute environment with `snapshots.enabled: false`: the agent never checkpoints; a
 // spot notice lets the task run on until shortly before the reclaim (it may finish), then
-// stops it: exit 176, outcome "interrupted", and the controller re-runs it from scratch.
+// stops it: exit 179, outcome "interrupted", and the controller re-runs it from scratch.
 // Real engine (CRIU), s3rver, redis-server, IMDS emulator; the compute environment is a
 // real file loaded as `snapctl agent run --compute-env` loads it.
 import { EventEmitter } from "node:events";
@@ -14,11 +14,11 @@ import {
   runAgent,
   sendControlRequest,
 } from "../../agent/index.js";
-import { ExitCode } from "../../cli/exit-codes.js";
 import { ImdsEmulator } from "../../cloud/index.js";
 import { createLogger } from "../../common/log.js";
 import { type ComputeEnvironment, loadComputeEnvironment, planRecovery } from "../../controller/index.js";
 import type { RunningTask } from "../../criu/index.js";
+import { ExitCode } from "../../protocol/index.js";
 import { AgentFixture, BUCKET, waitFor } from "./agent-fixture.js";
 import { observedBinding } from "./observed-binding.js";
 
@@ -72,6 +72,8 @@ describe("agent with snapshots disabled in the compute environment", () => {
       imdsEndpoint: imds.endpoint,
       redisUrl: f.cloud.redis.url,
       home: f.home,
+      // The controller's way (test/agent/scheduler.test.ts has the scheduler's).
+      onCheckpointed: "exit",
       heartbeatIntervalMs: 200,
       ...(process.env.SNAPCTL_TEST_LOG
         ? { logger: createLogger("agent-test", process.env.SNAPCTL_TEST_LOG) }
@@ -100,7 +102,7 @@ describe("agent with snapshots disabled in the compute environment", () => {
     });
   }
 
-  it("takes no checkpoint of any kind; a notice stops the task without one: exit 176, outcome interrupted, and the controller plans a re-run", async () => {
+  it("takes no checkpoint of any kind; a notice stops the task without one: exit 179, outcome interrupted, and the controller plans a re-run", async () => {
     expect(agentOptionsFromComputeEnvironment(env)).toMatchObject({
       snapshots: false,
       checkpointIntervalMs: 10_000,
@@ -130,7 +132,7 @@ describe("agent with snapshots disabled in the compute environment", () => {
     );
     imds?.scheduleInterruption({ in: 60 });
     const result = await run;
-    expect(result.exitCode, result.error?.message).toBe(ExitCode.checkpointFailed);
+    expect(result.exitCode, result.error?.message).toBe(ExitCode.interrupted);
     expect(result.outcome).toBe("interrupted");
     expect(result.checkpoints).toEqual([]);
     const task = tasks.at(-1)?.[0] as RunningTask;
@@ -186,7 +188,7 @@ describe("agent with snapshots disabled in the compute environment", () => {
     await running(id);
     signals.emit("SIGTERM");
     const result = await run;
-    expect(result.exitCode).toBe(ExitCode.checkpointFailed);
+    expect(result.exitCode).toBe(ExitCode.interrupted);
     expect(result.outcome).toBe("interrupted");
     expect(await snapshotKeys(id)).toEqual([]);
     expect(await types(id)).toEqual(["started", "interrupted"]);
