@@ -14,14 +14,18 @@ export function createLogger(
   level = process.env.SNAPCTL_LOG_LEVEL ?? "info",
   options: CreateLoggerOptions = {},
 ): Logger {
-  const base = { name, level, base: { pid: process.pid } };
-  if (!options.copyTo) return pino(base, pino.destination(2));
+  const base = { name, base: { pid: process.pid } };
+  if (!options.copyTo) return pino({ ...base, level }, pino.destination(2));
+  // The copy is read after the fact (a failed attempt on an instance that is gone): it keeps
+  // info lines even when stderr shows only warnings.
+  const value = pino.levels.values[level];
+  const fileLevel = value !== undefined && value < (pino.levels.values.info ?? 30) ? level : "info";
   const file = pino.destination({ dest: options.copyTo, sync: true, mode: 0o600 });
   return pino(
-    base,
+    { ...base, level: fileLevel },
     pino.multistream([
-      { stream: pino.destination(2), level },
-      { stream: file, level },
+      { stream: pino.destination(2), level: level as pino.Level },
+      { stream: file, level: fileLevel as pino.Level },
     ]),
   );
 }

@@ -31,6 +31,7 @@ export {
   type UsableSnapshot,
 } from "./repository/snapshot-repository.js";
 export type { VerifyMode } from "./repository/verify-manifest.js";
+export { type ListedObject, listObjects } from "./s3/s3-util.js";
 export type {
   ChunkedFile,
   ChunkOpOptions,

@@ -418,12 +418,12 @@ class Agent {
     this.machine.to("waiting-for-reclaim");
     const grace = this.o.reclaimGraceMs ?? 60_000;
     const until = (deadline ?? Date.now()) + grace;
-    await this.logs?.putAgentLog();
-    await this.outbox?.flush({ timeoutMs: this.o.redisUrl ? 10_000 : 0 }).catch(() => {});
     this.logger.warn(
       { waitMs: Math.max(0, until - Date.now()), graceMs: grace },
       "task checkpointed and stopped: waiting for the instance to be reclaimed",
     );
+    await this.logs?.putAgentLog();
+    if (this.o.redisUrl) await this.outbox?.flush({ timeoutMs: 10_000 }).catch(() => {});
     if (!this.forced.signal.aborted) await this.sleep(until - Date.now());
     this.logger.warn(
       { exitCode: ExitCode.checkpointed },

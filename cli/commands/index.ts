@@ -12,6 +12,7 @@ commands.push((await import("./interrupt.js")).registerInterrupt);
 commands.push((await import("./restore.js")).registerRestore);
 commands.push((await import("./ls.js")).registerLs);
 commands.push((await import("./status.js")).registerStatus);
+commands.push((await import("./logs.js")).registerLogs);
 commands.push((await import("./inspect.js")).registerInspect);
 commands.push((await import("./gc.js")).registerGc);
 commands.push((await import("./controller.js")).registerController);

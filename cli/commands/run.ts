@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { ControllerClient, ServiceError } from "../../controller/index.js";
-import { ExitCode } from "../../protocol/index.js";
+import { ExitCode, taskWorkDir } from "../../protocol/index.js";
 import { applyLocalCloudEnv } from "../environment.js";
 
 // A client for the controller's Redis: $SNAPCTL_REDIS_URL, else the running local cloud's.
@@ -30,6 +30,7 @@ interface RunFlags {
   computeEnv: string;
   name?: string;
   wait?: boolean;
+  logs?: boolean;
   json?: boolean;
 }
 
@@ -41,6 +42,7 @@ export function registerRun(program: Command): void {
     .requiredOption("--compute-env <file>", "compute environment file (YAML or JSON)")
     .option("--name <name>", "a name for the task (default: its id)")
     .option("--wait", "follow the task to the end and exit with its exit code")
+    .option("--logs", "with --wait: print the task's output (.command.out) as it reaches S3")
     .option("--json", "print the task as JSON (with --wait: one line per state change)")
     .argument("<command...>", "the task's command line (after --)")
     .action(async (command: string[], flags: RunFlags) => {
@@ -50,15 +52,42 @@ export function registerRun(program: Command): void {
         if (flags.json) printJson({ id: task.id, name: task.name, state: task.state });
         else process.stdout.write(`${task.id}\n`);
         if (!flags.wait) return;
-        const done = await client.wait(task.id, {
-          onChange: (t) => {
-            if (flags.json) printJson({ id: t.id, state: t.state, reason: t.reason, attempts: t.attempts });
-            else process.stderr.write(`${t.id}: ${t.state}${t.reason ? ` (${t.reason})` : ""}\n`);
-          },
-        });
+        let ended = false;
+        const output = flags.logs ? followOutput(client, task.id, () => ended) : undefined;
+        const done = await client
+          .wait(task.id, {
+            onChange: (t) => {
+              if (flags.json) printJson({ id: t.id, state: t.state, reason: t.reason, attempts: t.attempts });
+              else process.stderr.write(`${t.id}: ${t.state}${t.reason ? ` (${t.reason})` : ""}\n`);
+            },
+          })
+          .finally(() => {
+            ended = true;
+          });
+        await output;
         process.exitCode = done.state === "succeeded" ? ExitCode.ok : done.exitCode || ExitCode.failure;
       } finally {
         await client.close();
       }
     });
+}
+
+// The task's output while `run --wait` follows it (stdout, as `snapctl logs -f` prints it);
+// a failure to read it is said once and never changes the exit code.
+async function followOutput(client: ControllerClient, taskId: string, ended: () => boolean): Promise<void> {
+  const { copyTaskOutput } = await import("../logs/task-output.js");
+  const { createS3Client } = await import("../../driver/index.js");
+  const env = await client.environment(taskId);
+  const s3 = createS3Client();
+  try {
+    await copyTaskOutput(s3, taskWorkDir(env.workDir, taskId), (chunk) => process.stdout.write(chunk), {
+      stream: "stdout",
+      follow: true,
+      done: async () => ended(),
+    });
+  } catch (err) {
+    process.stderr.write(`snapctl run: cannot read the task's output: ${(err as Error).message}\n`);
+  } finally {
+    s3.destroy();
+  }
 }

@@ -1,12 +1,13 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { EventEmitter, once } from "node:events";
-import { mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { arch as hostArch } from "node:os";
 import { join } from "node:path";
 import { ImdsEmulator, type ScheduleOptions } from "../../cloud/index.js";
 import { nodeEntry } from "../../common/entry.js";
 import { type Logger, silentLogger } from "../../common/log.js";
+import { descendants } from "../../common/process-tree.js";
 import { ProviderError } from "../errors.js";
 import type { Arch } from "../registry/task-record.js";
 import type { LocalProviderOptions } from "./local-provider-options.js";
@@ -315,31 +316,6 @@ function killPid(pid: number): void {
   } catch {
     // Already gone.
   }
-}
-
-// Every live descendant of `root`, from /proc: tasks that left the agent's process group
-// (setsid, PID namespaces) are still its descendants while the agent lives.
-async function descendants(root: number): Promise<number[]> {
-  const children = new Map<number, number[]>();
-  for (const name of await readdir("/proc").catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = await readFile(`/proc/${name}/stat`, "utf8").catch(() => "");
-    // The command name (field 2) may hold spaces and parentheses: parse after the last ")".
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (!Number.isFinite(ppid)) continue;
-    const list = children.get(ppid) ?? [];
-    list.push(Number(name));
-    children.set(ppid, list);
-  }
-  const found: number[] = [];
-  const stack = [root];
-  while (stack.length > 0) {
-    for (const child of children.get(stack.pop() as number) ?? []) {
-      found.push(child);
-      stack.push(child);
-    }
-  }
-  return found;
 }
 
 // Lazily unmounts a FUSE mount an agent left behind; nothing to do when none is there.

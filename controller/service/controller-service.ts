@@ -5,6 +5,7 @@ import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from "bullm
 import { Redis } from "ioredis";
 import { hasCode } from "../../common/errors.js";
 import { type Logger, silentLogger } from "../../common/log.js";
+import { ExitCode } from "../../protocol/index.js";
 import type { ComputeEnvironment } from "../config/index.js";
 import { createProvider, type Provider } from "../providers/index.js";
 import {
@@ -13,7 +14,6 @@ import {
   type LocalProviderConfig,
 } from "../providers/local-provider.js";
 import { type Arch, isFinal, type TaskEvent, TaskRegistry } from "../registry/index.js";
-import { ExitCode } from "../../protocol/index.js";
 import { ServiceError } from "./errors.js";
 import {
   bullConnection,

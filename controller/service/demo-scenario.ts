@@ -215,7 +215,9 @@ async function readOutput(env: Record<string, string>, taskId: string): Promise<
     },
   });
   try {
-    const r = await s3.send(new GetObjectCommand({ Bucket: "snapctl-demo", Key: `demo/${taskId}/.command.out` }));
+    const r = await s3.send(
+      new GetObjectCommand({ Bucket: "snapctl-demo", Key: `demo/${taskId}/.command.out` }),
+    );
     return await r.Body?.transformToString("utf8");
   } catch {
     return undefined;

@@ -109,11 +109,14 @@ export class SnapshotEngine implements SnapshotEngineLike {
     return { client: this.options.client, mountpoint: this.options.mount.mountpoint };
   }
 
-  // Starts the task in a fresh PID namespace behind the exit-code shim.
+  // Starts the task in a fresh PID namespace behind the exit-code shim. A fresh start is
+  // the task from scratch: what an earlier attempt left in its output files goes first
+  // (as Nextflow's wrapper truncates .command.out), so a re-run's output is its own.
   async start(spec: TaskSpec): Promise<TaskHandle> {
     this.assertTask(spec);
     const exitCodePath = join(spec.cwd, ".exitcode");
-    await removeTaskFile(this.files, exitCodePath);
+    for (const path of [exitCodePath, spec.stdoutPath, spec.stderrPath])
+      await removeTaskFile(this.files, path);
     const [cmd, ...args] = [...pidNamespacePrefix(), ...shimCommand(spec, exitCodePath)];
     // stdio is /dev/null: Node's pipes are socketpairs, which CRIU would see as external sockets.
     const child = spawn(cmd as string, args, {
