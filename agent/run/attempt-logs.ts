@@ -14,9 +14,10 @@ export function attemptName(startedAt: number, instanceId: string): string {
   return `${time}-${instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
 }
 
-// The key prefix of an attempt's logs.
-export function attemptLogsPrefix(location: WorkDirLocation, attempt: string): string {
-  return `${location.prefix ? `${location.prefix}/` : ""}${LOGS_FOLDER}/${attempt}/`;
+// The key prefix of every attempt's logs, or of one attempt's.
+export function attemptLogsPrefix(location: WorkDirLocation, attempt?: string): string {
+  const all = `${location.prefix ? `${location.prefix}/` : ""}${LOGS_FOLDER}/`;
+  return attempt ? `${all}${attempt}/` : all;
 }
 
 // Uploads this attempt's logs straight to S3 (not through the mount, which may be what

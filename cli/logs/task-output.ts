@@ -89,7 +89,7 @@ export async function agentLogs(
   signal?: AbortSignal,
 ): Promise<Array<[string, string]>> {
   const location = parseWorkDir(workDir);
-  const prefix = attemptLogsPrefix(location, "");
+  const prefix = attemptLogsPrefix(location);
   const keys: string[] = [];
   for await (const o of listObjects(client, location.bucket, prefix, { signal }))
     if (o.key.endsWith("/agent.log")) keys.push(o.key);

@@ -5,8 +5,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand, ListObjectsCommand, S3Client } from "@aws-sdk/client-s3";
+import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LocalCloud } from "../../../cloud/index.js";
+import { nodeEntry } from "../../../common/entry.js";
 import { ControllerClient, ControllerService } from "../../../controller/index.js";
 
 let dir = "";
@@ -96,4 +98,39 @@ it("two tasks running at once in one compute environment keep separate output, e
   expect((root.CommonPrefixes ?? []).map((p) => p.Prefix).sort()).toEqual(
     [`work/${a.id}/`, `work/${b.id}/`].sort(),
   );
+}, 180_000);
+
+it("snapctl run --wait --logs streams the task's output; snapctl logs prints it by task id or work dir URL, stderr and the agent's log too", async () => {
+  const envFile = join(dir, "env-logs.yaml");
+  await writeFile(
+    envFile,
+    ["name: logs", "provider: local", "region: us-east-1", "workDir: s3://snapctl-test/logs", ""].join("\n"),
+  );
+  const { command, args } = nodeEntry("cli/snapctl");
+  const env = { ...cloud.env(), SNAPCTL_LOCAL_CLOUD: "0", SNAPCTL_HOME: join(dir, "cli-home") };
+  const snapctl = (...argv: string[]) =>
+    execa(command, [...args, ...argv], { env, reject: false, timeout: 120_000 });
+  const script = "for i in 1 2 3 4 5 6 7 8; do echo out $i; echo err $i >&2; sleep 0.2; done";
+  const run = await snapctl("run", "--compute-env", envFile, "--wait", "--logs", "--", "sh", "-c", script);
+  expect(run.exitCode, run.stderr).toBe(0);
+  const [id, ...output] = run.stdout.split("\n");
+  const out = Array.from({ length: 8 }, (_, i) => `out ${i + 1}`);
+  const err = Array.from({ length: 8 }, (_, i) => `err ${i + 1}`);
+  expect(output.filter(Boolean)).toEqual(out);
+  expect((await snapctl("logs", id as string)).stdout).toBe(`${out.join("\n")}`);
+  expect((await snapctl("logs", id as string, "--stderr")).stdout).toBe(`${err.join("\n")}`);
+  const byUrl = await snapctl("logs", `s3://snapctl-test/logs/${id}`, "--follow");
+  expect(byUrl.exitCode, byUrl.stderr).toBe(0);
+  expect(byUrl.stdout).toBe(`${out.join("\n")}`);
+  // The agent uploads its log as its last step, after the task's end was reported.
+  let agent = await snapctl("logs", id as string, "--agent");
+  for (let i = 0; i < 100 && !agent.stdout; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    agent = await snapctl("logs", id as string, "--agent");
+  }
+  expect(agent.stdout).toMatch(/^==> \d{8}T\d{9}Z-i-local[0-9a-f]+ <==$/m);
+  expect(agent.stdout).toContain('"msg":"task started"');
+  const unknown = await snapctl("logs", "t-nope");
+  expect(unknown.exitCode).toBe(1);
+  expect(unknown.stderr).toContain("t-nope");
 }, 180_000);
