@@ -77,8 +77,10 @@ class Agent {
   // Aborted by a second SIGINT (or the abort signal) during the final checkpoint: the user
   // wants out now, and the checkpoint is given up (exit 175).
   private readonly forced = new AbortController();
-  // Ends a wait of the agent's own (the reclaim, with or without snapshots) at once.
+  // Ends a wait of the agent's own (the reclaim, with or without snapshots) at once; a
+  // signal that comes before the wait begins cuts it short too (waitCut).
   private wakeWait: (() => void) | undefined;
+  private waitCut = false;
 
   constructor(options: AgentOptions) {
     this.o = options;
@@ -592,8 +594,9 @@ class Agent {
     }
   }
 
-  // Sleeps `ms`, or less when a signal ends the agent's wait (wakeWait).
+  // Sleeps `ms`, or less when a signal ends the agent's wait (wakeWait, waitCut).
   private async sleep(ms: number): Promise<undefined> {
+    if (this.waitCut) return undefined;
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
       this.wakeWait = resolve;
@@ -605,18 +608,19 @@ class Agent {
   }
 
   // SIGTERM, SIGINT or the abort signal. The first one stops the agent (a final
-  // checkpoint); later ones end any wait of the agent's own at once, and a second SIGINT
-  // (or the abort signal) during the final checkpoint gives the checkpoint up. A SIGTERM
-  // during the final checkpoint leaves it alone: a runtime's SIGKILL follows anyway, and
-  // aborting could only lose the snapshot.
+  // checkpoint); later ones end any wait of the agent's own (for the reclaim) at once, and
+  // a second SIGINT (or the abort signal) during the final checkpoint gives the checkpoint
+  // up. A SIGTERM during the final checkpoint leaves it alone: a runtime's SIGKILL follows
+  // anyway, and aborting could only lose the snapshot.
   private onSignal(signal: string): void {
     if (!this.machine.finishing) {
       this.interrupt(signal.toLowerCase(), undefined);
       return;
     }
-    if (this.wakeWait) {
+    this.waitCut = true;
+    if (this.wakeWait || this.state === "waiting-for-reclaim") {
       this.logger.warn({ signal }, "signal: not waiting any longer");
-      this.wakeWait();
+      this.wakeWait?.();
       return;
     }
     if (signal !== "SIGTERM" && !this.forced.signal.aborted) {

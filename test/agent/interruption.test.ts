@@ -173,9 +173,13 @@ describe("agent: interruption, final checkpoint, restore on a new machine", () =
       f.mountpoint,
       "--json",
     ];
-    const a = f.agent([...common, "--cache-dir", join(f.dir, "cache-c"), "--", ...task.argv], {
-      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
-    });
+    // A grace far beyond the test's timeout: only the second SIGTERM can end the wait.
+    const a = f.agent(
+      [...common, "--cache-dir", join(f.dir, "cache-c"), "--reclaim-grace", "10m", "--", ...task.argv],
+      {
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+      },
+    );
     await running("t-term");
     a.kill("SIGTERM");
     await waitFor("the agent waiting for the reclaim", async () => {
