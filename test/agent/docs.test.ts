@@ -2,7 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { AGENT_ERROR_CODES } from "../../agent/index.js";
-import { ExitCode } from "../../protocol/index.js";
+import { ExitCode, RETRYABLE_EXIT_CODES } from "../../protocol/index.js";
 
 const root = join(import.meta.dirname, "../..");
 
@@ -44,4 +44,25 @@ it("documents every agent error code in docs/agent.md, and the sources use no un
   }
   expect(used.size).toBeGreaterThan(10);
   expect([...used].filter((code) => !(AGENT_ERROR_CODES as readonly string[]).includes(code))).toEqual([]);
+});
+
+it("the retry rules in docs/exit-codes.md retry exactly on the agent's retryable codes", async () => {
+  const doc = await readFile(join(root, "docs/exit-codes.md"), "utf8");
+  const retryable = [...RETRYABLE_EXIT_CODES].sort((a, b) => a - b);
+  const json = /```json\n([\s\S]*?)```/.exec(doc)?.[1] as string;
+  const strategy = JSON.parse(json) as {
+    retryStrategy: {
+      evaluateOnExit: Array<{ onExitCode?: string; onStatusReason?: string; action: string }>;
+    };
+  };
+  const codes = strategy.retryStrategy.evaluateOnExit
+    .filter((e) => e.action === "RETRY" && e.onExitCode)
+    .map((e) => Number(e.onExitCode));
+  expect(codes.sort((a, b) => a - b)).toEqual(retryable);
+  expect(strategy.retryStrategy.evaluateOnExit).toContainEqual({
+    onStatusReason: "Host EC2*",
+    action: "RETRY",
+  });
+  const nextflow = /task\.exitStatus in \[([\d, ]+)\]/.exec(doc)?.[1] as string;
+  expect(nextflow.split(",").map((c) => Number(c.trim()))).toEqual(retryable);
 });
