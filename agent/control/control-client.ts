@@ -1,7 +1,7 @@
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
+import { type AgentControlRequest, agentControlResponseSchema } from "../../protocol/index.js";
 import { AgentError } from "../errors.js";
-import type { ControlRequest, ControlResponse } from "./control-protocol.js";
 import { agentSocketPath } from "./socket-path.js";
 
 export interface ControlClientOptions {
@@ -16,7 +16,7 @@ export interface ControlClientOptions {
 // Throws AGENT_NOT_RUNNING when no agent listens, or the agent's own error.
 export async function sendControlRequest(
   taskId: string,
-  request: ControlRequest,
+  request: AgentControlRequest,
   options: ControlClientOptions = {},
 ): Promise<Record<string, unknown>> {
   const path = agentSocketPath(taskId, options.home);
@@ -49,7 +49,21 @@ export async function sendControlRequest(
       // readline re-emits the socket's errors; the socket's own handler above reports them.
       lines.on("error", () => {});
       lines.once("line", (line) => {
-        const response = JSON.parse(line) as ControlResponse;
+        let response: ReturnType<typeof agentControlResponseSchema.parse>;
+        try {
+          response = agentControlResponseSchema.parse(JSON.parse(line));
+        } catch (err) {
+          fail(
+            new AgentError(
+              "AGENT_CONTROL_FAILED",
+              `The agent of task "${taskId}" answered ${line.slice(0, 100)}`,
+              {
+                cause: err,
+              },
+            ),
+          );
+          return;
+        }
         if (response.ok) resolve(response.result);
         else {
           const code = response.error.code as AgentError["code"];

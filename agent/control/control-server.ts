@@ -3,10 +3,14 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { type Logger, silentLogger } from "../../common/log.js";
+import {
+  type AgentControlRequest,
+  type AgentControlResponse,
+  agentControlRequestSchema,
+} from "../../protocol/index.js";
 import { AgentError } from "../errors.js";
-import type { ControlRequest, ControlResponse } from "./control-protocol.js";
 
-export type ControlHandler = (request: ControlRequest) => Promise<Record<string, unknown>>;
+export type ControlHandler = (request: AgentControlRequest) => Promise<Record<string, unknown>>;
 
 export interface ControlServerOptions {
   path: string;
@@ -67,23 +71,25 @@ export class ControlServer {
     });
   }
 
-  private async answer(line: string): Promise<ControlResponse> {
-    let request: ControlRequest;
+  private async answer(line: string): Promise<AgentControlResponse> {
+    let input: unknown;
     try {
-      request = JSON.parse(line) as ControlRequest;
+      input = JSON.parse(line);
     } catch {
       return {
         ok: false,
         error: { code: "AGENT_CONTROL_FAILED", message: `Request is not JSON: ${line.slice(0, 100)}` },
       };
     }
-    const command = (request as { command?: unknown } | null)?.command;
-    if (command !== "checkpoint" && command !== "status") {
+    const parsed = agentControlRequestSchema.safeParse(input);
+    if (!parsed.success) {
+      const command = (input as { command?: unknown } | null)?.command;
       return {
         ok: false,
         error: { code: "AGENT_CONTROL_FAILED", message: `Unknown command ${JSON.stringify(command)}` },
       };
     }
+    const request = parsed.data;
     try {
       return { ok: true, result: await this.options.handler(request) };
     } catch (err) {

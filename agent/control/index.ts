@@ -1,4 +1,3 @@
 export { type ControlClientOptions, requestCheckpoint, sendControlRequest } from "./control-client.js";
-export type { ControlRequest, ControlResponse } from "./control-protocol.js";
 export { type ControlHandler, ControlServer, type ControlServerOptions } from "./control-server.js";
 export { agentSocketPath, agentsDir, checkTaskId } from "./socket-path.js";

@@ -3,9 +3,8 @@ import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Queue } from "bullmq";
 import { type Logger, silentLogger } from "../../common/log.js";
-import type { TaskEvent } from "../../controller/index.js";
+import { EVENTS_QUEUE, type TaskEvent } from "../../protocol/index.js";
 import { AgentError } from "../errors.js";
-import { AGENT_EVENTS_QUEUE } from "./queue-name.js";
 
 export interface EventOutboxOptions {
   // Local JSONL file holding events not delivered yet (on the agent's own disk, never on
@@ -13,7 +12,7 @@ export interface EventOutboxOptions {
   file: string;
   // Redis URL (redis://host:port). Undefined: events are only kept in the file.
   redisUrl?: string;
-  // Default AGENT_EVENTS_QUEUE.
+  // Default EVENTS_QUEUE.
   queueName?: string;
   // BullMQ key prefix. Default "bull" (BullMQ's).
   prefix?: string;
@@ -48,7 +47,7 @@ export class EventOutbox {
 
   private constructor(options: EventOutboxOptions) {
     this.o = {
-      queueName: AGENT_EVENTS_QUEUE,
+      queueName: EVENTS_QUEUE,
       prefix: "bull",
       maxBuffered: 10_000,
       retryBaseMs: 200,

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { TaskEvent } from "../../controller/index.js";
+import { type TaskEvent, taskEventSchema } from "../../protocol/index.js";
 
 type Extra<T extends TaskEvent["type"]> = Omit<
   Extract<TaskEvent, { type: T }>,
@@ -16,9 +16,9 @@ export interface TaskEventFactoryOptions {
   now?: () => number;
 }
 
-// Builds the agent's events in the controller's contract (controller/registry/events.ts):
-// a fresh id per event (the controller de-duplicates by it), the task, this instance, the
-// time. Fields beyond the contract (generation, durations...) ride along for dashboards.
+// Builds the agent's events in the contract (protocol/events.ts), checked before they are
+// sent: a fresh id per event (the controller de-duplicates by it), the task, this
+// instance, the time. Fields beyond the contract (generation, durations...) ride along.
 export class TaskEventFactory {
   private readonly now: () => number;
   private seq = 0;
@@ -29,7 +29,7 @@ export class TaskEventFactory {
 
   make<T extends TaskEvent["type"]>(type: T, extra: Extra<T>): TaskEvent {
     this.seq += 1;
-    return {
+    return taskEventSchema.parse({
       id: randomUUID(),
       taskId: this.options.taskId,
       instanceId: this.options.instanceId,
@@ -38,6 +38,6 @@ export class TaskEventFactory {
       ...this.options.common,
       ...extra,
       type,
-    } as unknown as TaskEvent;
+    });
   }
 }

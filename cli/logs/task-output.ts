@@ -57,10 +57,17 @@ export async function copyTaskOutput(
     (async () => (await sizeOf(client, location.bucket, key(location, ".exitcode"))) !== undefined);
   let offset = 0;
   for (let last = false; ; ) {
-    const size = await sizeOf(client, location.bucket, objectKey, options.signal);
+    let size = await sizeOf(client, location.bucket, objectKey, options.signal);
     if (size !== undefined && size < offset) {
-      options.onRewind?.(offset, size);
-      offset = size;
+      // A restore puts the file back to its size at the checkpoint. Seen once, a smaller
+      // size may also be an overwrite still in progress (s3rver is not atomic): only a
+      // size that stays smaller is a rewind.
+      await sleep(Math.min(options.intervalMs ?? 1000, 500), options.signal);
+      size = await sizeOf(client, location.bucket, objectKey, options.signal);
+      if (size !== undefined && size < offset) {
+        options.onRewind?.(offset, size);
+        offset = size;
+      }
     }
     if (size !== undefined && size > offset) {
       const r = await client.send(

@@ -1,45 +1,7 @@
-import { z } from "zod";
+import { type TaskEvent, type TaskEventType, taskEventSchema } from "../../protocol/index.js";
 import type { TaskState } from "./states.js";
 
-// What an agent reports about its task. Events travel through BullMQ, so any of them can
-// arrive twice or late: `id` de-duplicates (unique per event, e.g. a UUID), and
-// `instanceId` lets the registry ignore events from an instance the task has left.
-const base = {
-  id: z.string().min(1).max(200),
-  taskId: z.string().min(1).max(200),
-  instanceId: z.string().min(1).max(200),
-  // When it happened on the agent, in ms since the epoch.
-  at: z.number().int().nonnegative(),
-  // Compute time the task has used on this instance so far (monotonic per instance), in ms:
-  // the agent sends its run time here (wall time since its start or restore on this
-  // instance). The registry keeps the largest per instance and sums the instances.
-  computeMs: z.number().int().nonnegative().optional(),
-};
-
-export const taskEventSchema = z.discriminatedUnion("type", [
-  z.object({ ...base, type: z.literal("started") }),
-  z.object({ ...base, type: z.literal("checkpoint-started") }),
-  z.object({
-    ...base,
-    type: z.literal("checkpoint-committed"),
-    snapshotId: z.string().min(1),
-    // Bytes this checkpoint added to S3 (new chunks only, after compression).
-    bytesStored: z.number().int().nonnegative(),
-    // The task's own compute time at the dump, counting work restored from earlier
-    // snapshots: what a re-run from scratch would have to redo.
-    progressMs: z.number().int().nonnegative(),
-    arch: z.enum(["x86_64", "arm64"]),
-  }),
-  z.object({ ...base, type: z.literal("checkpoint-failed"), error: z.string() }),
-  z.object({ ...base, type: z.literal("interrupted"), reason: z.string().optional() }),
-  z.object({ ...base, type: z.literal("restored") }),
-  z.object({ ...base, type: z.literal("heartbeat") }),
-  z.object({ ...base, type: z.literal("succeeded") }),
-  z.object({ ...base, type: z.literal("failed"), error: z.string(), exitCode: z.number().int().optional() }),
-]);
-
-export type TaskEvent = z.infer<typeof taskEventSchema>;
-export type TaskEventType = TaskEvent["type"];
+export { type TaskEvent, type TaskEventType, taskEventSchema };
 
 const EVERY_LIVE_STATE = {
   pending: "pending",

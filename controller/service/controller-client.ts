@@ -2,10 +2,16 @@ import { readFile } from "node:fs/promises";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { hasCode } from "../../common/errors.js";
+import {
+  CONTROL_QUEUE,
+  type ControlRequest,
+  type InterruptResult,
+  interruptResultSchema,
+} from "../../protocol/index.js";
 import { type ComputeEnvironment, parseComputeEnvironment } from "../config/index.js";
 import { isFinal, type TaskRecord, TaskRegistry } from "../registry/index.js";
 import { ServiceError } from "./errors.js";
-import { bullConnection, CONTROL_QUEUE, type ControlRequest, type InterruptResult } from "./queues.js";
+import { bullConnection } from "./queues.js";
 import { TaskEnvironments } from "./task-environments.js";
 
 export interface ControllerClientOptions {
@@ -86,10 +92,9 @@ export class ControllerClient {
     options: { timeoutMs?: number } = {},
   ): Promise<InterruptResult> {
     await this.registry.requireTask(taskId);
-    return (await this.request(
-      { type: "interrupt", taskId, inSeconds },
-      options.timeoutMs,
-    )) as InterruptResult;
+    return interruptResultSchema.parse(
+      await this.request({ type: "interrupt", taskId, inSeconds }, options.timeoutMs),
+    );
   }
 
   // Manual restore of an interrupted or failed task: moves it to "restoring" under a

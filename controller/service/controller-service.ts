@@ -5,7 +5,16 @@ import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from "bullm
 import { Redis } from "ioredis";
 import { hasCode } from "../../common/errors.js";
 import { type Logger, silentLogger } from "../../common/log.js";
-import { ExitCode } from "../../protocol/index.js";
+import {
+  CONTROL_QUEUE,
+  type ControlRequest,
+  controlRequestSchema,
+  EVENTS_QUEUE,
+  ExitCode,
+  type InterruptResult,
+  parseTaskEvent,
+  type TaskEvent,
+} from "../../protocol/index.js";
 import type { ComputeEnvironment } from "../config/index.js";
 import { createProvider, type Provider } from "../providers/index.js";
 import {
@@ -13,15 +22,9 @@ import {
   LocalProvider,
   type LocalProviderConfig,
 } from "../providers/local-provider.js";
-import { type Arch, isFinal, type TaskEvent, TaskRegistry } from "../registry/index.js";
+import { type Arch, isFinal, TaskRegistry } from "../registry/index.js";
 import { ServiceError } from "./errors.js";
-import {
-  bullConnection,
-  CONTROL_QUEUE,
-  type ControlRequest,
-  EVENTS_QUEUE,
-  type InterruptResult,
-} from "./queues.js";
+import { bullConnection } from "./queues.js";
 import { TaskEnvironments } from "./task-environments.js";
 import { TaskLauncher } from "./task-launcher.js";
 
@@ -130,7 +133,7 @@ export class ControllerService {
     );
     const control = new Worker(
       this.options.controlQueue ?? CONTROL_QUEUE,
-      (job) => this.onControl(job.data as ControlRequest),
+      (job) => this.onControl(job.data),
       { connection, concurrency: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } },
     );
     for (const worker of [events, control]) {
@@ -196,10 +199,16 @@ export class ControllerService {
   }
 
   private async onEvent(job: Job, token?: string): Promise<void> {
-    if (await this.restoreFailed(job.data as TaskEvent)) return;
+    const parsed = parseTaskEvent(job.data);
+    if (!parsed.ok) {
+      this.logger.warn({ problems: parsed.problems }, "dropping an invalid event");
+      throw new UnrecoverableError(`Invalid task event: ${parsed.problems}`);
+    }
+    const event = parsed.event;
+    if (await this.restoreFailed(event)) return;
     let result: Awaited<ReturnType<TaskRegistry["applyEvent"]>>;
     try {
-      result = await this.registry.applyEvent(job.data);
+      result = await this.registry.applyEvent(event);
     } catch (err) {
       if (hasCode(err, "REGISTRY_INVALID_INPUT")) {
         this.logger.warn({ err: (err as Error).message }, "dropping an invalid event");
@@ -207,7 +216,6 @@ export class ControllerService {
       }
       throw err;
     }
-    const event = job.data as TaskEvent;
     const log = this.logger.child({ taskId: event.taskId, instanceId: event.instanceId, event: event.type });
     if (result.outcome === "deferred") {
       const limit = this.options.deferLimitMs ?? 600_000;
@@ -249,7 +257,13 @@ export class ControllerService {
     return true;
   }
 
-  private async onControl(request: ControlRequest): Promise<InterruptResult | undefined> {
+  private async onControl(data: unknown): Promise<InterruptResult | undefined> {
+    const parsed = controlRequestSchema.safeParse(data);
+    if (!parsed.success)
+      throw new UnrecoverableError(
+        `Invalid control request ${JSON.stringify(data)}: ${parsed.error.message}`,
+      );
+    const request: ControlRequest = parsed.data;
     try {
       if (request.type === "interrupt") return await this.interrupt(request.taskId, request.inSeconds);
       await this.launcher?.reconcile(request.taskId, this.abort.signal);

@@ -4,11 +4,5 @@ export { agentArgv } from "./agent-argv.js";
 export { ControllerClient, type ControllerClientOptions, type SubmitInput } from "./controller-client.js";
 export { ControllerService, type ControllerServiceOptions } from "./controller-service.js";
 export { SERVICE_ERROR_CODES, ServiceError, type ServiceErrorCode } from "./errors.js";
-export {
-  bullConnection,
-  CONTROL_QUEUE,
-  type ControlRequest,
-  EVENTS_QUEUE,
-  type InterruptResult,
-} from "./queues.js";
+export { bullConnection } from "./queues.js";
 export { TaskEnvironments } from "./task-environments.js";

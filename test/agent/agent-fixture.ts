@@ -7,10 +7,9 @@ import { join } from "node:path";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Queue } from "bullmq";
 import { execa, type ResultPromise } from "execa";
-import { AGENT_EVENTS_QUEUE } from "../../agent/index.js";
 import { LocalCloud, localCloudEnv } from "../../cloud/index.js";
 import { nodeEntry, repoRoot } from "../../common/entry.js";
-import { type TaskEvent, taskEventSchema } from "../../controller/index.js";
+import { EVENTS_QUEUE, type TaskEvent, taskEventSchema } from "../../protocol/index.js";
 
 export const BUCKET = "work";
 
@@ -90,7 +89,7 @@ export class AgentFixture {
   // Every event in the controller's queue, oldest first, each checked against the contract.
   async events(prefix = "bull"): Promise<TaskEvent[]> {
     const url = new URL(this.cloud.redis.url);
-    const queue = new Queue(AGENT_EVENTS_QUEUE, {
+    const queue = new Queue(EVENTS_QUEUE, {
       prefix,
       connection: { host: url.hostname, port: Number(url.port) },
     });

@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AGENT_EVENTS_QUEUE, EventOutbox, TaskEventFactory } from "../../agent/index.js";
+import { EventOutbox, TaskEventFactory } from "../../agent/index.js";
 import { RedisServer } from "../../cloud/index.js";
-import { taskEventSchema } from "../../controller/index.js";
+import { EVENTS_QUEUE, taskEventSchema } from "../../protocol/index.js";
 
 describe("EventOutbox against a real redis-server that goes away", () => {
   let dir: string;
@@ -25,7 +25,7 @@ describe("EventOutbox against a real redis-server that goes away", () => {
   // Job ids (= event ids) in the queue, oldest first.
   async function queued(prefix: string): Promise<string[]> {
     const url = new URL(redis.url);
-    const queue = new Queue(AGENT_EVENTS_QUEUE, {
+    const queue = new Queue(EVENTS_QUEUE, {
       prefix,
       connection: { host: url.hostname, port: Number(url.port) },
     });

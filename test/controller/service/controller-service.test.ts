@@ -1,8 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AGENT_EVENTS_QUEUE } from "../../../agent/events/index.js";
-import { EVENTS_QUEUE } from "../../../controller/service/index.js";
 import { crashingAfterLaunch, inState, ServiceHarness, until } from "./harness.js";
 
 const h = new ServiceHarness();
@@ -14,10 +12,6 @@ const SHORT = ["sh", "-c", "sleep 1; echo done"];
 const LONG = ["sh", "-c", "sleep 600"];
 
 describe("ControllerService with the local provider", () => {
-  it("consumes the agent's queue", () => {
-    expect(EVENTS_QUEUE).toBe(AGENT_EVENTS_QUEUE);
-  });
-
   it("launches a submitted task and follows it to success, recording every transition with its time", async () => {
     const t = await h.setup({ enabled: false });
     await t.service().ready();
