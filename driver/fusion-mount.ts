@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
 import Fuse from "fuse-native";
 import { type Logger, silentLogger } from "../common/log.js";
-import type { ChunkedFile } from "../store/types.js";
+import type { ChunkedFile } from "../store/index.js";
 import { BlockCache } from "./cache/block-cache.js";
 import { DriverError, Errno } from "./errors.js";
 import { FileTable } from "./files/file-table.js";

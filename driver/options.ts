@@ -2,7 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../common/log.js";
-import type { ChunkStoreLike } from "../store/types.js";
+import type { ChunkStoreLike } from "../store/index.js";
 import { DriverError } from "./errors.js";
 
 const MiB = 1024 * 1024;

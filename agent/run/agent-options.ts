@@ -1,7 +1,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
-import type { ComputeEnvironment } from "../../controller/config/schema.js";
-import type { CheckpointResult, TaskExit } from "../../criu/engine/types.js";
+import type { ComputeEnvironment } from "../../controller/index.js";
+import type { CheckpointResult, TaskExit } from "../../criu/index.js";
 import type { AgentError } from "../errors.js";
 import type { CheckpointPolicyOptions } from "../policy/index.js";
 import type { EngineBinding } from "./engine-binding.js";

@@ -1,6 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../common/log.js";
-import type { SnapshotEngineLike } from "../../criu/engine/types.js";
+import type { SnapshotEngineLike } from "../../criu/index.js";
 import type { FusionMount, FusionOptions } from "../../driver/index.js";
 import type { WorkDirLocation } from "./work-dir.js";
 

@@ -1,5 +1,5 @@
 import { constants } from "node:os";
-import type { TaskExit } from "../../criu/engine/types.js";
+import type { TaskExit } from "../../criu/index.js";
 
 // The agent's exit code when the task ended on its own: the task's code, or 128 + the
 // signal number when a signal killed it (as a shell reports it).

@@ -9,8 +9,8 @@ import type {
   SnapshotEngineLike,
   TaskExit,
   TaskSpec,
-} from "../../criu/engine/types.js";
-import { criuLogOf } from "../../criu/errors.js";
+} from "../../criu/index.js";
+import { criuLogOf } from "../../criu/index.js";
 import { createS3Client, type FusionMount, mountFusion } from "../../driver/index.js";
 import { ExitCode, taskIdFromWorkDir } from "../../protocol/index.js";
 import { ControlServer } from "../control/control-server.js";

@@ -1,4 +1,4 @@
-import type { CheckpointResult, TaskExit } from "../../criu/engine/types.js";
+import type { CheckpointResult, TaskExit } from "../../criu/index.js";
 
 // Why the agent's loop wakes up.
 export type Trigger =

@@ -131,7 +131,7 @@ export function registerAgent(program: Command): void {
         const interval = flags.checkpointInterval as unknown as string | undefined;
         const window = flags.noticeWindow as unknown as string | undefined;
         const poll = flags.imdsPollInterval as unknown as string | undefined;
-        const { criuEngineBinding } = await import("../../agent/run/criu-binding.js");
+        const { criuEngineBinding } = await import("../../agent/index.js");
         const options: AgentOptions = {
           ...(flags.task ? { taskId: flags.task } : {}),
           workDir: flags.workdir,

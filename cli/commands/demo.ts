@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { runDemo } from "../../controller/service/demo-scenario.js";
+import { runDemo } from "../../controller/index.js";
 import { ExitCode } from "../../protocol/index.js";
 import { positiveInt, printJson } from "./run.js";
 

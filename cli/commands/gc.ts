@@ -1,7 +1,5 @@
 import type { Command } from "commander";
-import { isFinal } from "../../controller/index.js";
-import { listGenerations, openTaskSnapshots } from "../../controller/service/snapshot-inventory.js";
-import { formatBytes } from "../../controller/service/task-view.js";
+import { formatBytes, isFinal, listGenerations, openTaskSnapshots } from "../../controller/index.js";
 import { createS3Client } from "../../driver/index.js";
 import { taskWorkDir } from "../../protocol/index.js";
 import { clientFromEnv, printJson } from "./run.js";

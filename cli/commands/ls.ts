@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { summarizeTask } from "../../controller/index.js";
-import { formatTaskTable } from "../../controller/service/task-view.js";
+import { formatTaskTable, summarizeTask } from "../../controller/index.js";
 import { clientFromEnv, positiveInt, printJson } from "./run.js";
 
 // `snapctl ls`: every task, oldest first.

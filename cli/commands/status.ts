@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { summarizeTask } from "../../controller/index.js";
-import { formatTaskStatus } from "../../controller/service/task-view.js";
+import { formatTaskStatus, summarizeTask } from "../../controller/index.js";
 import { clientFromEnv, printJson } from "./run.js";
 
 // `snapctl status <task>`: one task in detail, with its transitions (--transitions).

@@ -1,8 +1,8 @@
 import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { basename, join } from "node:path";
+import type { ChunkedFile, QuickHashedFile } from "../../store/index.js";
 import { type Manifest, manifestSchemaFor, uploadImageDir } from "../../store/index.js";
-import type { ChunkedFile, QuickHashedFile } from "../../store/types.js";
 import { CriuError } from "../errors.js";
 import { detectCriuFeatures, predumpStatus } from "../runner/features.js";
 import { createPostDumpHook } from "../runner/post-dump-hook.js";

@@ -1,5 +1,5 @@
 import type { Logger } from "../../common/log.js";
-import type { ChunkedFile, ChunkStoreLike } from "../../store/types.js";
+import type { ChunkedFile, ChunkStoreLike } from "../../store/index.js";
 import { DriverError, Errno } from "../errors.js";
 import type { ChunkedArea } from "../options.js";
 import type { ObjectVersion } from "../read/block-source.js";

@@ -1,7 +1,7 @@
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../../common/log.js";
-import type { ChunkedFile, ChunkReader, ChunkStoreLike, ChunkWriter } from "../../store/types.js";
+import type { ChunkedFile, ChunkReader, ChunkStoreLike, ChunkWriter } from "../../store/index.js";
 import { DriverError, Errno } from "../errors.js";
 import type { BlockSource, ObjectVersion } from "../read/block-source.js";
 import { FileReader, type FileReaderOptions } from "../read/file-reader.js";
