@@ -60,3 +60,11 @@ export function abortError(signal: AbortSignal | undefined, what: string): Snaps
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw abortError(signal, what);
 }
+
+// forEachBounded's options for a store operation: an abort ends it with SNAPSHOT_ABORTED.
+export function boundedOptions(
+  signal: AbortSignal | undefined,
+  what = "Bounded operation",
+): { signal?: AbortSignal; abortError: () => SnapshotError } {
+  return { ...(signal ? { signal } : {}), abortError: () => abortError(signal, what) };
+}

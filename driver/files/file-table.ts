@@ -1,3 +1,4 @@
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import type { Logger } from "../../common/log.js";
 import type { ChunkedFile, ChunkStoreLike } from "../../store/index.js";
 import { DriverError, Errno } from "../errors.js";
@@ -5,7 +6,6 @@ import type { ChunkedArea } from "../options.js";
 import type { ObjectVersion } from "../read/block-source.js";
 import type { FileReader } from "../read/file-reader.js";
 import { type FileMeta, S_IFREG } from "../s3/metadata.js";
-import { forEachLimit } from "../util/semaphore.js";
 import { type FileContext, type FileState, OpenFile } from "./open-file.js";
 
 interface Handle {
@@ -306,7 +306,7 @@ export class FileTable {
           return { bucket, key };
         });
     const results: FileState[] = new Array(list.length);
-    await forEachLimit(
+    await forEachBounded(
       list.map((t, i) => ({ t, i })),
       concurrency,
       async ({ t, i }) => {
@@ -334,7 +334,7 @@ export class FileTable {
   // Flushes every dirty file (at unmount); failures are logged and counted.
   async flushAll(): Promise<number> {
     let failures = 0;
-    await forEachLimit(
+    await forEachBounded(
       [...this.files.values()].filter((f) => f.dirty),
       4,
       async (file) => {

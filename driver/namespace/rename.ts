@@ -1,6 +1,6 @@
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import { DriverError, Errno } from "../errors.js";
 import type { OpenFile } from "../files/open-file.js";
-import { forEachLimit } from "../util/semaphore.js";
 import { isHidden, type Namespace } from "./namespace.js";
 import { pathOf } from "./paths.js";
 
@@ -80,13 +80,13 @@ async function renameDir(
   const keys: Array<{ key: string; size: number }> = [];
   for await (const page of ns.o.s3.listAll(src.bucket, from, { recursive: true }))
     for (const f of page.files) keys.push({ key: f.key, size: f.size });
-  await forEachLimit(keys, ns.o.concurrency, async (k) => {
+  await forEachBounded(keys, ns.o.concurrency, async (k) => {
     await ns.o.s3.copy(
       { bucket: src.bucket, key: k.key, size: k.size },
       { bucket: dst.bucket, key: to + k.key.slice(from.length) },
     );
   });
-  await forEachLimit(keys, ns.o.concurrency, async (k) => {
+  await forEachBounded(keys, ns.o.concurrency, async (k) => {
     await ns.o.s3.delete(src.bucket, k.key);
   });
   for (const file of ns.o.files.openUnder(src.bucket, from))

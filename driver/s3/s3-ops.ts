@@ -16,8 +16,9 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import { DriverError, Errno } from "../errors.js";
-import { forEachLimit, Semaphore } from "../util/semaphore.js";
+import { Semaphore } from "../util/semaphore.js";
 import { decodeMeta, encodeMeta, type FileMeta } from "./metadata.js";
 import { type RetryPolicy, statusOf, toDriverError, withRetry } from "./retry.js";
 
@@ -458,7 +459,7 @@ export class S3Ops {
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const etags: string[] = [];
-      await forEachLimit(ranges, this.copyLimits.concurrency, async (r) => {
+      await forEachBounded(ranges, this.copyLimits.concurrency, async (r) => {
         await this.copySlots.acquire(1, { signal: stop.signal });
         try {
           const out = await withRetry(

@@ -105,32 +105,3 @@ export class Mutex {
     }
   }
 }
-
-// Runs `worker` over `items` with at most `limit` at a time; the first failure is thrown after
-// the running ones settle.
-export async function forEachLimit<T>(
-  items: Iterable<T>,
-  limit: number,
-  worker: (item: T) => Promise<void>,
-): Promise<void> {
-  const iterator = items[Symbol.iterator]();
-  let failure: unknown;
-  let failed = false;
-  const lanes = Array.from({ length: limit }, async () => {
-    for (;;) {
-      if (failed) return;
-      const next = iterator.next();
-      if (next.done) return;
-      try {
-        await worker(next.value);
-      } catch (err) {
-        if (!failed) {
-          failed = true;
-          failure = err;
-        }
-      }
-    }
-  });
-  await Promise.all(lanes);
-  if (failed) throw failure;
-}

@@ -1,7 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import { DriverError, Errno } from "../errors.js";
 import type { FileMeta } from "../s3/metadata.js";
-import { forEachLimit } from "../util/semaphore.js";
 import type { UploadContext } from "./upload-context.js";
 
 // Uploads a local staging file as the object: one PutObject below one part, otherwise a
@@ -36,7 +36,7 @@ export async function uploadFile(
   const parts: Array<{ PartNumber: number; ETag: string }> = [];
   try {
     const numbers = Array.from({ length: count }, (_, i) => i + 1);
-    await forEachLimit(numbers, ctx.uploadConcurrency, async (n) => {
+    await forEachBounded(numbers, ctx.uploadConcurrency, async (n) => {
       const start = (n - 1) * partSize;
       const length = Math.min(partSize, size - start);
       await ctx.uploadMemory.acquire(partSize, { urgent: true });

@@ -1,11 +1,11 @@
 import { type FileHandle, mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import { refLength, refStart, sliceRef } from "../chunk/chunk-ref.js";
 import { emptyStats } from "../chunk/chunk-stats.js";
 import { type ChunkStore, spanRuns } from "../chunk/chunk-store.js";
-import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { boundedOptions, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import type { ChunkedFile, ChunkRef, ChunkStats, QuickHashedFile } from "../types.js";
-import { forEachBounded } from "../util/for-each-bounded.js";
 
 export interface ImageDirOptions {
   // Files processed in parallel. Default 4 (each writer holds up to the store's
@@ -49,7 +49,7 @@ export async function uploadImageDir(
       if (result.quickHashed) quickHashed[name] = result.quickHashed;
       for (const key of Object.keys(stats) as (keyof ChunkStats)[]) stats[key] += result.stats[key];
     },
-    options.signal,
+    boundedOptions(options.signal),
   );
   return { images, stats, ...(options.quick ? { quickHashed } : {}) };
 }
@@ -116,7 +116,7 @@ export async function downloadImageDir(
         await writePieces(pieces);
         release();
       },
-      options.signal,
+      boundedOptions(options.signal),
     );
   } finally {
     for (const handle of handles) await handle.close();

@@ -5,15 +5,15 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import type { Logger } from "../../common/log.js";
 import { silentLogger } from "../../common/log.js";
 import type { ChunkStore } from "../chunk/chunk-store.js";
-import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { boundedOptions, SnapshotError, SnapshotErrorCode } from "../errors.js";
 import { decodeManifest, encodeManifest } from "../manifest/manifest-encoding.js";
 import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.js";
 import { parseManifest, serializeManifest } from "../manifest/parse-manifest.js";
 import { isNotFound, listObjects, s3Error } from "../s3/s3-util.js";
-import { forEachBounded } from "../util/for-each-bounded.js";
 import {
   collectGarbage,
   type FinishedMarker,
@@ -206,7 +206,7 @@ export class SnapshotRepository {
       async (hash) => {
         if (!(await this.store.has(hash, { signal, confirm: options.confirmChunks }))) missing.push(hash);
       },
-      signal,
+      boundedOptions(signal),
     );
     if (missing.length > 0) {
       throw new SnapshotError(

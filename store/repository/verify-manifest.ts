@@ -1,7 +1,7 @@
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import type { ChunkStore } from "../chunk/chunk-store.js";
-import { SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "../errors.js";
+import { boundedOptions, SnapshotError, SnapshotErrorCode, type SnapshotErrorCodeValue } from "../errors.js";
 import { type Manifest, manifestChunkHashes } from "../manifest/manifest-schema.js";
-import { forEachBounded } from "../util/for-each-bounded.js";
 
 // "none": trust the manifest; "quick": HEAD every chunk object and every pack once, and
 // compare stored sizes (a pack must reach past its last chunk);
@@ -46,7 +46,7 @@ export async function verifyManifest(
         packs.set(id, head);
         await head;
       },
-      options.signal,
+      boundedOptions(options.signal),
     );
   }
   await forEachBounded(
@@ -111,6 +111,6 @@ export async function verifyManifest(
         );
       }
     },
-    options.signal,
+    boundedOptions(options.signal),
   );
 }

@@ -1,6 +1,6 @@
 import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { forEachLimit } from "../../driver/util/semaphore.js";
+import { forEachBounded } from "../../common/for-each-bounded.js";
 import { BUCKET, FusionHarness } from "./helpers/fusion-harness.js";
 
 describe("driver namespace (real FUSE mount on s3rver)", () => {
@@ -14,7 +14,7 @@ describe("driver namespace (real FUSE mount on s3rver)", () => {
 
   it("lists a directory of 2,500 keys completely (paginated listing)", async () => {
     const keys = Array.from({ length: 2500 }, (_, i) => `many/f-${String(i).padStart(5, "0")}`);
-    await forEachLimit(keys, 32, async (key) => {
+    await forEachBounded(keys, 32, async (key) => {
       await h.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
     });
     const { stdout } = await h.sh("ls many | wc -l && ls many | sort | head -1 && ls many | sort | tail -1");
