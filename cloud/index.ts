@@ -1,6 +1,6 @@
 export { startLocalCloudDaemon, stopLocalCloudDaemon } from "./daemon-control.js";
 export { type DaemonState, readDaemonState } from "./daemon-state.js";
-export { CloudError } from "./errors.js";
+export { CLOUD_ERROR_CODES, CloudError, type CloudErrorCode } from "./errors.js";
 export { ImdsEmulator, type InterruptionAction, type ScheduleOptions } from "./imds/emulator.js";
 export {
   LocalCloud,

@@ -4,6 +4,28 @@ import { SnapError, type SnapErrorOptions } from "../common/errors.js";
 // failing step and what led to it, small enough to carry around and upload.
 const LOG_LIMIT = 1024 * 1024;
 
+// Every code CriuError can carry; docs/errors.md and docs/snapshot-engine.md document
+// them (test/docs/error-codes.test.ts checks that every code used is documented).
+export const CRIU_ERROR_CODES = [
+  "CRIU_NOT_INSTALLED",
+  "CRIU_FAILED",
+  "CRIU_ABORTED",
+  "CRIU_BUSY",
+  "CRIU_INVALID_OPTION",
+  "CRIU_START_FAILED",
+  "CRIU_NO_TASK",
+  "CRIU_DUMP_FAILED",
+  "CRIU_SOCKETS_UNSUPPORTED",
+  "CRIU_OPEN_FILE_CAPTURE_FAILED",
+  "CRIU_OPEN_FILE_RESTORE_FAILED",
+  "CRIU_NO_SNAPSHOT",
+  "CRIU_NO_USABLE_SNAPSHOT",
+  "CRIU_SNAPSHOT_TOO_NEW",
+  "CRIU_PREFLIGHT_FAILED",
+  "CRIU_RESTORE_FAILED",
+] as const;
+export type CriuErrorCode = (typeof CRIU_ERROR_CODES)[number];
+
 export interface CriuErrorOptions extends SnapErrorOptions {
   // CRIU's log of the failed dump or restore (its end), for the task's work dir.
   log?: string;
@@ -11,9 +33,10 @@ export interface CriuErrorOptions extends SnapErrorOptions {
 
 // Failures of the snapshot engine and of CRIU itself.
 export class CriuError extends SnapError {
+  declare readonly code: CriuErrorCode;
   readonly log?: string;
 
-  constructor(code: `CRIU_${string}`, message: string, options: CriuErrorOptions = {}) {
+  constructor(code: CriuErrorCode, message: string, options: CriuErrorOptions = {}) {
     super(code, message, options);
     if (options.log) this.log = options.log.length > LOG_LIMIT ? options.log.slice(-LOG_LIMIT) : options.log;
   }

@@ -10,7 +10,7 @@ export {
 } from "./engine/layout.js";
 export { SnapshotEngine, type SnapshotEngineOptions } from "./engine/snapshot-engine.js";
 export type * from "./engine/types.js";
-export { CriuError, criuLogOf } from "./errors.js";
+export { CRIU_ERROR_CODES, CriuError, type CriuErrorCode, criuLogOf } from "./errors.js";
 export { criuLauncher, requireCriu } from "./runner/bundle.js";
 export { type CriuFeatures, detectCriuFeatures } from "./runner/features.js";
 export { namespaceInit, pidNamespacePrefix } from "./runner/pidns.js";

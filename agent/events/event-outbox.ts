@@ -119,8 +119,16 @@ export class EventOutbox {
   }
 
   // Tries to deliver what is pending for up to `flushTimeoutMs` (default 0), then stops.
-  // Undelivered events stay in the file for a later agent on this machine.
-  async close(options: { flushTimeoutMs?: number } = {}): Promise<void> {
+  // Undelivered events stay in the file for a later agent on this machine. Memoized: a
+  // second call waits for the first (its flush timeout is the first's).
+  close(options: { flushTimeoutMs?: number } = {}): Promise<void> {
+    this.closed ??= this.closeNow(options);
+    return this.closed;
+  }
+
+  private closed: Promise<void> | undefined;
+
+  private async closeNow(options: { flushTimeoutMs?: number }): Promise<void> {
     if (options.flushTimeoutMs) await this.flush({ timeoutMs: options.flushTimeoutMs });
     this.closing.abort();
     await this.pump;

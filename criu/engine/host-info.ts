@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { arch, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../../store/index.js";
-import { runCriu } from "../runner/run-criu.js";
+import { criuLogTail, runCriu } from "../runner/run-criu.js";
 
 // The architecture as `uname -m` spells it (what the manifest records).
 export function machineArch(): string {
@@ -46,10 +46,8 @@ export async function checkCpuinfo(
     });
     if (r.exitCode === 0) return undefined;
     const log = await readFile(join(dir, "check.log"), "utf8").catch(() => "");
-    const lines = log
-      .split("\n")
-      .filter((l) => /Error|mismatch|missing/i.test(l) && !l.includes("RLIMIT_NOFILE"));
-    return lines.slice(-4).join("; ") || `criu cpuinfo check exited with ${r.exitCode}`;
+    const lines = criuLogTail(log, { errors: /Error|mismatch|missing/i, count: 4 });
+    return lines.replaceAll("\n", "; ") || `criu cpuinfo check exited with ${r.exitCode}`;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import {
   type SnapshotRepository,
 } from "../../store/index.js";
 import { CriuError } from "../errors.js";
-import { runCriu } from "../runner/run-criu.js";
+import { criuLogTail, runCriu } from "../runner/run-criu.js";
 import { tcpArgs } from "../runner/tcp.js";
 import { imagesKeyPrefix, type SnapshotLayout } from "./layout.js";
 import { restoreOpenFiles } from "./open-files.js";
@@ -167,11 +167,7 @@ export async function restoreTask(
     const r = await done;
     lazyDaemon?.stop();
     const log = await readFile(logFile, "utf8").catch(() => "");
-    const tail = log
-      .split("\n")
-      .filter((l) => /Error|error|Can't|fail/.test(l) && !l.includes("RLIMIT_NOFILE"))
-      .slice(-8)
-      .join("\n  ");
+    const tail = criuLogTail(log).replaceAll("\n", "\n  ");
     await rm(dir, { recursive: true, force: true });
     throw new CriuError(
       "CRIU_RESTORE_FAILED",

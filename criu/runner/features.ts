@@ -1,4 +1,4 @@
-import { runCriu } from "./run-criu.js";
+import { criuLogTail, runCriu } from "./run-criu.js";
 
 export interface CriuFeatures {
   // "4.1.1"
@@ -45,10 +45,7 @@ async function probe(signal?: AbortSignal): Promise<CriuFeatures> {
   return {
     version: /Version:\s*(\S+)/.exec(version.stdout)?.[1] ?? version.stdout.trim(),
     checkOk: check.exitCode === 0 && text.includes("Looks good"),
-    checkMessage: text
-      .split("\n")
-      .filter((l) => l.trim() && !l.includes("kdat cache") && !l.includes("RLIMIT_NOFILE"))
-      .join("\n"),
+    checkMessage: criuLogTail(text, { errors: /$^/, count: Number.POSITIVE_INFINITY }),
     memDirtyTrack,
     uffd,
     uffdNoncoop,

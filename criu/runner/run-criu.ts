@@ -57,7 +57,7 @@ export async function runCriu(args: string[], options: RunCriuOptions = {}): Pro
     throw new CriuError("CRIU_ABORTED", `criu ${args[0]} was cancelled`, { cause: options.signal?.reason });
   }
   if (out.exitCode !== 0 && options.reject !== false) {
-    const log = options.logFile ? await logTail(options.logFile) : "";
+    const log = options.logFile ? criuLogTail(await readFile(options.logFile, "utf8").catch(() => "")) : "";
     const detail = (log || out.stderr).trim().split("\n").slice(-8).join("\n  ");
     throw new CriuError(
       "CRIU_FAILED",
@@ -67,13 +67,14 @@ export async function runCriu(args: string[], options: RunCriuOptions = {}): Pro
   return out;
 }
 
-// The last lines of CRIU's log that say what went wrong (errors first), or "".
-async function logTail(path: string): Promise<string> {
-  try {
-    const lines = (await readFile(path, "utf8")).split("\n");
-    const errors = lines.filter((l) => /Error|error|failed|Can't/.test(l) && !l.includes("RLIMIT_NOFILE"));
-    return (errors.length ? errors : lines).slice(-8).join("\n");
-  } catch {
-    return "";
-  }
+// CRIU prints this error on every run here, and it is harmless (ENVIRONMENT.md).
+const NOISE = /RLIMIT_NOFILE|kdat cache/;
+
+// The lines of a CRIU log (or output) that say what went wrong, `count` at most from the
+// end: the lines matching `errors` when there are any, else the last lines; never the
+// harmless noise CRIU always prints. The one reading of CRIU's logs for messages.
+export function criuLogTail(text: string, options: { errors?: RegExp; count?: number } = {}): string {
+  const lines = text.split("\n").filter((l) => l.trim() && !NOISE.test(l));
+  const errors = lines.filter((l) => (options.errors ?? /Error|error|failed|fail|Can't/).test(l));
+  return (errors.length ? errors : lines).slice(-(options.count ?? 8)).join("\n");
 }
