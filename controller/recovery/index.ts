@@ -1,1 +1,7 @@
-export { type PlanOptions, planRecovery, type RecoveryPlan } from "./plan-recovery.js";
+export {
+  launchArch,
+  launchMarket,
+  type PlanOptions,
+  planRecovery,
+  type RecoveryPlan,
+} from "./plan-recovery.js";

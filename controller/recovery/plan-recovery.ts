@@ -24,12 +24,32 @@ export interface PlanOptions {
   defaultArch?: Arch;
 }
 
+// The market of a task's next launch: on-demand when the environment says so, or once the
+// task has been interrupted `onDemandAfter` times; spot otherwise. The one rule for it.
+export function launchMarket(task: TaskRecord, env: ComputeEnvironment): Market {
+  const { onDemandAfter } = env.snapshots;
+  const onDemand =
+    env.market === "on-demand" || (onDemandAfter !== null && task.interruptions >= onDemandAfter);
+  return onDemand ? "on-demand" : "spot";
+}
+
+// The architecture of a launch: a restore needs its snapshot's (CRIU images do not cross
+// architectures); a fresh run keeps the task's, else the environment's, else the default.
+export function launchArch(
+  task: TaskRecord,
+  env: ComputeEnvironment,
+  options: { restore: boolean; defaultArch?: Arch },
+): Arch {
+  const fallback = (env.provider === "local" ? env.local.arch : undefined) ?? options.defaultArch ?? "x86_64";
+  return options.restore ? (task.snapshotArch ?? fallback) : (task.arch ?? fallback);
+}
+
 export function planRecovery(
   task: TaskRecord,
   env: ComputeEnvironment,
   options: PlanOptions = {},
 ): RecoveryPlan {
-  const { maxSpotAttempts, onDemandAfter, enabled } = env.snapshots;
+  const { maxSpotAttempts, enabled } = env.snapshots;
   if (maxSpotAttempts === 0) {
     return { action: "wait", reason: `automatic recovery is off in "${env.name}" (maxSpotAttempts 0)` };
   }
@@ -39,15 +59,13 @@ export function planRecovery(
       reason: `gave up after ${task.interruptions} spot interruptions (maxSpotAttempts ${maxSpotAttempts})`,
     };
   }
-  const onDemand =
-    env.market === "on-demand" || (onDemandAfter !== null && task.interruptions >= onDemandAfter);
   const common = {
-    market: (onDemand ? "on-demand" : "spot") as Market,
+    market: launchMarket(task, env),
     avoidZone: task.zone,
     attempt: task.attempts + 1,
   };
   if (enabled && task.lastSnapshotId && task.snapshotArch) {
     return { action: "restore", snapshotId: task.lastSnapshotId, arch: task.snapshotArch, ...common };
   }
-  return { action: "rerun", arch: task.arch ?? options.defaultArch ?? "x86_64", ...common };
+  return { action: "rerun", arch: launchArch(task, env, { restore: false, ...options }), ...common };
 }
