@@ -1,5 +1,6 @@
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { SnapshotError, SnapshotErrorCode } from "../errors.js";
+import { decodeManifest } from "../manifest/manifest-encoding.js";
 import { isNotFound, listFolders, listObjects, s3Error } from "../s3/s3-util.js";
 import type { SnapshotRepository } from "./snapshot-repository.js";
 
@@ -56,44 +57,88 @@ export async function collectGarbage(repo: SnapshotRepository, options: GcOption
     for (const generation of deletedGenerations) await repo.deleteGeneration(generation, { signal });
   }
   const excluded = new Set(dryRun ? deletedGenerations.map((g) => repo.manifestKey(g)) : []);
-
-  const referenced = await referencedChunks(repo, excluded, signal);
   const now = repo.clock();
-  const candidates: { hash: string; size: number }[] = [];
-  let chunksKeptYoung = 0;
-  for await (const chunk of repo.store.listChunks({ signal })) {
-    if (referenced.hashes.has(chunk.hash)) continue;
-    if (now - chunk.lastModified.getTime() < graceMs) {
-      chunksKeptYoung++;
-      continue;
-    }
-    candidates.push({ hash: chunk.hash, size: chunk.size });
-  }
-  // A generation committed while we listed chunks protects what it references.
-  const again = await referencedChunks(repo, excluded, signal);
-  const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
-  if (!dryRun && doomed.length > 0) {
-    await repo.store.deleteChunks(
-      doomed.map((c) => c.hash),
-      { signal },
-    );
-  }
+  const swept = await sweepUnreferenced(repo, {
+    excluded,
+    young: (chunk) => now - chunk.lastModified.getTime() < graceMs,
+    dryRun,
+    signal,
+  });
   const report: GcReport = {
     dryRun,
     deletedGenerations,
     keptGenerations,
-    manifestsScanned: again.manifests,
-    chunksReferenced: again.hashes.size,
-    chunksDeleted: doomed.length,
-    bytesFreed: doomed.reduce((n, c) => n + c.size, 0),
-    chunksKeptYoung,
+    manifestsScanned: swept.referenced.manifests,
+    chunksReferenced: swept.referenced.hashes.size,
+    chunksDeleted: swept.doomed.length,
+    bytesFreed: swept.doomed.reduce((n, c) => n + c.size, 0),
+    chunksKeptYoung: swept.keptYoung,
   };
   repo.logger.info({ task: repo.task, ...report, deletedGenerations: undefined }, "snapshot gc done");
   return report;
 }
 
+interface ListedChunk {
+  hash: string;
+  size: number;
+  lastModified: Date;
+}
+
+// The mark and sweep that GC and retire both end with: the chunks `candidate` accepts
+// (default: all) that no manifest under the root references (but those in `excluded`)
+// and that are not `young`, with the manifests read a second time right before the delete,
+// so that a generation committed while the chunks were listed protects what it references.
+async function sweepUnreferenced(
+  repo: SnapshotRepository,
+  options: {
+    excluded?: Set<string>;
+    candidate?: (hash: string) => boolean;
+    young: (chunk: ListedChunk) => boolean;
+    dryRun?: boolean;
+    signal?: AbortSignal;
+  },
+): Promise<{
+  doomed: ListedChunk[];
+  keptYoung: number;
+  keptReferenced: number;
+  referenced: { hashes: Set<string>; manifests: number };
+}> {
+  const { signal } = options;
+  const excluded = options.excluded ?? new Set<string>();
+  const first = await referencedChunks(repo, excluded, signal);
+  const candidates: ListedChunk[] = [];
+  let keptYoung = 0;
+  let keptReferenced = 0;
+  for await (const chunk of repo.store.listChunks({ signal })) {
+    if (options.candidate && !options.candidate(chunk.hash)) continue;
+    if (first.hashes.has(chunk.hash)) {
+      keptReferenced++;
+      continue;
+    }
+    if (options.young(chunk)) {
+      keptYoung++;
+      continue;
+    }
+    candidates.push(chunk);
+  }
+  const again = await referencedChunks(repo, excluded, signal);
+  const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
+  keptReferenced += candidates.length - doomed.length;
+  const hashes = doomed.map((c) => c.hash);
+  // A failed batch may have been partly done (s3rver answers 500 when a concurrent request
+  // removed a folder it was cleaning up): once more, for what is left.
+  if (!options.dryRun && hashes.length > 0)
+    await repo.store.deleteChunks(hashes, { signal }).catch(async (err: unknown) => {
+      if (signal?.aborted) throw err;
+      await repo.store.deleteChunks(hashes, { signal });
+    });
+  return { doomed, keptYoung, keptReferenced, referenced: again };
+}
+
 // Every chunk hash named by any manifest under the repository root (all tasks sharing the
-// chunk store), except the manifests in `excluded`.
+// chunk store), except the manifests in `excluded`. Manifests are decoded first (large ones
+// are stored zstd-compressed); one that does not decode stops the sweep: its references
+// are unknown, and deleting without them could destroy a snapshot.
 async function referencedChunks(
   repo: SnapshotRepository,
   excluded: Set<string>,
@@ -112,8 +157,11 @@ async function referencedChunks(
         const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: object.key }), {
           abortSignal: signal,
         });
-        text = (await r.Body?.transformToString("utf8")) ?? "";
+        text = decodeManifest((await r.Body?.transformToByteArray()) ?? new Uint8Array(), {
+          source: `s3://${bucket}/${object.key}`,
+        });
       } catch (err) {
+        if (err instanceof SnapshotError) throw err;
         // Deleted since the listing (another GC): it protects nothing any more.
         if (isNotFound(err)) continue;
         throw s3Error(err, `Reading manifest s3://${bucket}/${object.key} for GC`, signal);
@@ -221,34 +269,16 @@ async function sweepRetired(
 ): Promise<void> {
   const graceMs = repo.gcGraceMs;
   const now = repo.clock();
-  const candidates: { hash: string; size: number }[] = [];
-  const referenced = await referencedChunks(repo, new Set(), signal);
-  for await (const chunk of repo.store.listChunks({ signal })) {
-    if (!ours.has(chunk.hash)) continue;
-    if (referenced.hashes.has(chunk.hash)) {
-      report.chunksKeptShared++;
-      continue;
-    }
-    const modified = chunk.lastModified.getTime();
-    if (modified > lastCommitAt && now - modified < graceMs) {
-      report.chunksKeptYoung++;
-      continue;
-    }
-    candidates.push({ hash: chunk.hash, size: chunk.size });
-  }
-  const again = await referencedChunks(repo, new Set(), signal);
-  const doomed = candidates.filter((c) => !again.hashes.has(c.hash));
-  report.chunksKeptShared += candidates.length - doomed.length;
-  const hashes = doomed.map((c) => c.hash);
-  // A failed batch may have been partly done (s3rver answers 500 when a concurrent request
-  // removed a folder it was cleaning up): once more, for what is left.
-  if (hashes.length > 0)
-    await repo.store.deleteChunks(hashes, { signal }).catch(async (err: unknown) => {
-      if (signal?.aborted) throw err;
-      await repo.store.deleteChunks(hashes, { signal });
-    });
-  report.chunksDeleted = doomed.length;
-  report.bytesFreed = doomed.reduce((n, c) => n + c.size, 0);
+  const swept = await sweepUnreferenced(repo, {
+    candidate: (hash) => ours.has(hash),
+    young: (chunk) =>
+      chunk.lastModified.getTime() > lastCommitAt && now - chunk.lastModified.getTime() < graceMs,
+    signal,
+  });
+  report.chunksKeptShared += swept.keptReferenced;
+  report.chunksKeptYoung += swept.keptYoung;
+  report.chunksDeleted = swept.doomed.length;
+  report.bytesFreed = swept.doomed.reduce((n, c) => n + c.size, 0);
 }
 
 async function putJson(

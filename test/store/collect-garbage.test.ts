@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ChunkStore, type Manifest, SnapshotRepository } from "../../store/index.js";
 import { commitGeneration, readFile } from "./manifest-fixture.js";
@@ -80,6 +81,41 @@ describe("SnapshotRepository.gc", () => {
         await readFile(store, (gens[2] as Manifest).images["pages-1.img"] as Manifest["images"][string])
       ).equals(base),
     ).toBe(true);
+  });
+
+  it("keeps the chunks of a manifest stored zstd-compressed (1 MiB of JSON or more)", async () => {
+    const small = new ChunkStore({
+      client: s3.client,
+      bucket: s3.bucket,
+      prefix: `${root}chunks/`,
+      chunkSize: 4096,
+    });
+    try {
+      const repo = new SnapshotRepository({
+        store: small,
+        root,
+        task: "t-big",
+        clock: () => Date.now() + 2 * HOUR,
+      });
+      // 12,000 references of distinct 4 KiB chunks: the manifest's JSON passes
+      // MANIFEST_COMPRESS_FROM (1 MiB).
+      const image = randomBytes(12_000 * 4096);
+      const manifest = await commitGeneration(repo, {
+        "pages-1.img": image,
+        "pages-2.img": randomBytes(8192),
+      });
+      const key = repo.manifestKey(manifest.generation);
+      const body = await (
+        await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
+      ).Body?.transformToByteArray();
+      // A zstd frame, not JSON text.
+      expect([...(body ?? []).subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+      const report = await repo.gc({ keep: 1 });
+      expect(report.chunksDeleted).toBe(0);
+      expect(await repo.loadLatestUsable({ verify: "full" })).toMatchObject({ found: true, generation: 1 });
+    } finally {
+      await small.close();
+    }
   });
 
   it("removes orphan chunks of an interrupted dump once they are older than the grace period", async () => {
