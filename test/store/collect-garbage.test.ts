@@ -109,7 +109,7 @@ describe("SnapshotRepository.gc", () => {
         await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }))
       ).Body?.transformToByteArray();
       // A zstd frame, not JSON text.
-      expect([...(body ?? []).subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+      expect([...(body ?? new Uint8Array()).subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
       const report = await repo.gc({ keep: 1 });
       expect(report.chunksDeleted).toBe(0);
       expect(await repo.loadLatestUsable({ verify: "full" })).toMatchObject({ found: true, generation: 1 });
